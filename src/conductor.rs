@@ -1,0 +1,329 @@
+//! The conductor: wires sources, score, engine and output together, for `play` (live,
+//! through the audio device) and `render` (offline, into a WAV file, as fast as the CPU
+//! allows).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::config::{relative_to, Config};
+use crate::engine::{engine, ControlHalf};
+use crate::ingest::demo::Demo;
+use crate::ingest::replay::{self, Timed};
+use crate::ingest::{self, Arrival, Delivery, SourceSpec};
+use crate::instrument::Instruments;
+use crate::output::device::{DeviceOutput, DeviceRequest};
+use crate::output::wav::WavSink;
+use crate::output::FrameSink;
+use crate::score::{Outcome, Score};
+use crate::stats::Stats;
+
+/// Frames rendered between scheduling passes offline.
+const RENDER_CHUNK: usize = 256;
+
+/// The instruments named by the config: its folder, or the built-in recipes.
+pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instruments> {
+    if config.engine.instruments_dir.is_empty() {
+        Ok(Instruments::built_in()?)
+    } else {
+        let dir = relative_to(config_path, &config.engine.instruments_dir);
+        Ok(Instruments::load_dir(&dir)?)
+    }
+}
+
+/// Hand one scored note to the engine, counting what happened to it.
+fn conduct(
+    score: &mut Score,
+    control: &mut ControlHalf,
+    stats: &Stats,
+    event: &crate::event::Event,
+    frame: u64,
+    seed: u64,
+) {
+    let seconds = frame as f64 / control.sample_rate();
+    match score.map(event, seconds) {
+        Outcome::Play(mut note) => {
+            note.seed ^= seed;
+            match control.play(&note, frame) {
+                Ok(()) => Stats::add(&stats.notes, 1),
+                Err(_) => Stats::add(&stats.engine_full, 1),
+            }
+        }
+        Outcome::Filtered => Stats::add(&stats.filtered, 1),
+        Outcome::Throttled => Stats::add(&stats.throttled, 1),
+    }
+}
+
+pub struct RenderOptions {
+    pub source: SourceSpec,
+    pub duration: f64,
+    pub output: PathBuf,
+    pub seed: u64,
+    pub speed: f64,
+    pub sample_rate: u32,
+}
+
+/// What a render did.
+pub struct RenderReport {
+    pub seconds_rendered: f64,
+    pub wall_seconds: f64,
+    pub stats: Stats,
+}
+
+/// The timed events of an offline source.
+pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<Box<dyn Iterator<Item = Timed>>> {
+    match spec {
+        SourceSpec::Demo => Ok(Box::new(Demo::timed(seed))),
+        SourceSpec::Replay(path) => Ok(Box::new(replay::load(path)?.into_iter())),
+        SourceSpec::WebSocket(url) => bail!(
+            "render needs a source with recorded times (demo or replay:FILE), not the live feed {url}; use `carillon play` to hear a live feed"
+        ),
+    }
+}
+
+/// Render a source into a WAV file.
+pub fn render(config: &Config, instruments: Instruments, opts: &RenderOptions) -> Result<RenderReport> {
+    let events = offline_events(&opts.source, opts.seed)?;
+    let mut sink = WavSink::create(&opts.output, opts.sample_rate)
+        .with_context(|| format!("cannot create {}", opts.output.display()))?;
+    let report = render_into(config, instruments, events, opts, &mut sink)?;
+    sink.finish()
+        .with_context(|| format!("cannot finish {}", opts.output.display()))?;
+    Ok(report)
+}
+
+/// Render timed events into any sink: deterministic for the same events, config and seed.
+pub fn render_into(
+    config: &Config,
+    instruments: Instruments,
+    events: impl Iterator<Item = Timed>,
+    opts: &RenderOptions,
+    sink: &mut dyn FrameSink,
+) -> Result<RenderReport> {
+    let started = Instant::now();
+    let sr = opts.sample_rate as f64;
+    let mut score = Score::new(&config.score, &instruments.names())?;
+    let (mut control, mut audio) = engine(&config.engine, instruments, sr);
+    let stats = Stats::default();
+    let total = (opts.duration * sr).round() as u64;
+    let speed = if opts.speed > 0.0 { opts.speed } else { 1.0 };
+    let mut events = events
+        .map(|(t, e)| ((t / speed * sr).round() as u64, e))
+        .take_while(|(frame, _)| *frame < total)
+        .peekable();
+    let mut buffer = vec![0.0f32; RENDER_CHUNK * 2];
+    while audio.clock() < total {
+        let clock = audio.clock();
+        let end = (clock + RENDER_CHUNK as u64).min(total);
+        while let Some((frame, event)) = events.next_if(|(frame, _)| *frame < end) {
+            match event {
+                Ok(event) => {
+                    Stats::add(&stats.events, 1);
+                    conduct(&mut score, &mut control, &stats, &event, frame, opts.seed);
+                }
+                Err(_) => Stats::add(&stats.malformed, 1),
+            }
+        }
+        let frames = (end - clock) as usize;
+        audio.render(&mut buffer[..frames * 2], 2);
+        sink.write(&buffer[..frames * 2])
+            .context("cannot write the rendered audio")?;
+        control.collect();
+    }
+    Ok(RenderReport {
+        seconds_rendered: total as f64 / sr,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        stats,
+    })
+}
+
+pub struct PlayOptions {
+    pub source: SourceSpec,
+    pub device: DeviceRequest,
+    pub volume: Option<f32>,
+    pub duration: Option<f64>,
+    pub speed: f64,
+    pub seed: u64,
+}
+
+/// Play a source live through the audio device until Ctrl-C, the duration, or (for a
+/// replay) the end of the file and of its last notes.
+pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Result<Arc<Stats>> {
+    let sr = opts.device.sample_rate as f64;
+    let mut score = Score::new(&config.score, &instruments.names())?;
+    let mut engine_config = config.engine.clone();
+    if let Some(v) = opts.volume {
+        engine_config.volume = v;
+    }
+    let (mut control, audio) = engine(&engine_config, instruments, sr);
+    let device = DeviceOutput::start(&opts.device, audio)?;
+    tracing::info!(
+        "playing on {:?}: {} Hz, {} channels, {} frames per buffer",
+        device.name,
+        device.sample_rate,
+        device.channels,
+        if opts.device.buffer_frames == 0 {
+            "default".to_owned()
+        } else {
+            opts.device.buffer_frames.to_string()
+        }
+    );
+    // Notes start a fixed time after their arrival, at least two buffers ahead, so that
+    // none is late and the start does not depend on where in a buffer it arrived.
+    let latency_frames = ((config.engine.latency_ms / 1000.0 * sr) as u64)
+        .max(2 * opts.device.buffer_frames as u64);
+
+    let stats = Arc::new(Stats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = crossbeam_channel::bounded::<Arrival>(4096);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("carillon-ingest")
+        .build()
+        .context("cannot start the network runtime")?;
+    let delivery = Delivery {
+        tx,
+        stats: stats.clone(),
+    };
+    runtime.spawn(ingest::run(
+        opts.source.clone(),
+        config.source.clone(),
+        opts.speed,
+        opts.seed,
+        delivery,
+    ));
+    {
+        let stop = stop.clone();
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Relaxed);
+            }
+        });
+    }
+
+    let started = Instant::now();
+    let mut status = Status::new(std::io::stderr().is_terminal(), &opts.source);
+    let mut source_done_at: Option<Instant> = None;
+    let mut reported_xruns = 0;
+    loop {
+        if stop.load(Relaxed) {
+            tracing::info!("stopping");
+            break;
+        }
+        if opts.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(arrival) => {
+                let frame = control.frame_at(arrival.at) + latency_frames;
+                conduct(&mut score, &mut control, &stats, &arrival.event, frame, opts.seed);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                // A replay has ended: let its last notes ring out, then stop.
+                let done = *source_done_at.get_or_insert_with(Instant::now);
+                if opts.duration.is_none()
+                    && control.voices() == 0
+                    && done.elapsed() > Duration::from_millis(500)
+                {
+                    tracing::info!("the source has ended");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        control.collect();
+        let xruns = device.health.xruns.load(Relaxed);
+        if xruns > reported_xruns {
+            tracing::warn!("the audio device reported {} buffer under/overruns", xruns - reported_xruns);
+            reported_xruns = xruns;
+        }
+        status.tick(&stats, &control);
+    }
+    // Fade out (the engine glides the volume) before the stream stops: no click.
+    control.set_volume(0.0);
+    std::thread::sleep(Duration::from_millis(150));
+    status.clear();
+    drop(device);
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    control.collect();
+    let shared = control.shared();
+    tracing::debug!(
+        "engine: stolen={} late={} overflow={}",
+        shared.stolen.load(Relaxed),
+        shared.late.load(Relaxed),
+        shared.overflow.load(Relaxed)
+    );
+    Ok(stats)
+}
+
+/// The one-line status on a terminal, refreshed about once a second.
+struct Status {
+    enabled: bool,
+    feed: bool,
+    last: Instant,
+    history: std::collections::VecDeque<(Instant, u64)>,
+    shown: bool,
+}
+
+impl Status {
+    fn new(enabled: bool, source: &SourceSpec) -> Self {
+        Self {
+            enabled,
+            feed: matches!(source, SourceSpec::WebSocket(_)),
+            last: Instant::now(),
+            history: std::collections::VecDeque::with_capacity(64),
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self, stats: &Stats, control: &ControlHalf) {
+        if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let now = Instant::now();
+        self.last = now;
+        let events = Stats::get(&stats.events);
+        self.history.push_back((now, events));
+        while self
+            .history
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.history.pop_front();
+        }
+        let per_minute = match self.history.front() {
+            Some((t, n)) if now > *t => {
+                (events - n) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let dropped = Stats::get(&stats.throttled)
+            + Stats::get(&stats.engine_full)
+            + Stats::get(&stats.backlog);
+        let feed = if !self.feed {
+            "local"
+        } else if stats.connected.load(Relaxed) {
+            "connected"
+        } else {
+            "reconnecting"
+        };
+        eprint!(
+            "\r\x1b[K{per_minute:.0} events/min · {} playing · {dropped} dropped · feed {feed}",
+            control.voices()
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

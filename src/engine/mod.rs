@@ -1,0 +1,108 @@
+//! The synthesizer, split in two halves by type.
+//!
+//! [`ControlHalf`] lives on any ordinary thread: it builds voices (which allocates) and
+//! schedules each at an absolute stream time, in frames. [`AudioHalf`] is owned by
+//! whatever drives the audio (the device callback, the WAV renderer, a benchmark): it
+//! never allocates, locks, blocks or logs. They talk only through preallocated
+//! lock-free ring buffers (rtrb) and atomics; voices that finish travel back to the
+//! control half to be freed there.
+
+mod audio;
+mod control;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use fundsp::prelude::{limiter_stereo, multipass, reverb_stereo, AudioUnit, U2, MAX_BUFFER_SIZE};
+
+pub use audio::AudioHalf;
+pub use control::{ControlHalf, QueueFull};
+
+use crate::config::EngineConfig;
+use crate::instrument::{Instruments, Voice};
+
+/// Frames rendered per internal block: fundsp's block size.
+pub const BLOCK: usize = MAX_BUFFER_SIZE;
+
+/// State both halves read and write: counters and the stream clock, as atomics.
+#[derive(Debug, Default)]
+pub struct EngineShared {
+    /// Frames rendered so far: the stream clock.
+    pub frames: AtomicU64,
+    /// When stream frame 0 would have been rendered, had every frame taken exactly one
+    /// sample period: nanoseconds since the control half's epoch, as i64 bits. One atomic,
+    /// updated at every render call, so that a reader never sees a clock from one call
+    /// paired with a time from another.
+    pub origin_ns: AtomicU64,
+    /// Voices sounding or waiting for their start.
+    pub voices: AtomicU32,
+    /// Voices faded out early to make room (polyphony cap).
+    pub stolen: AtomicU64,
+    /// Notes whose start time had passed when they reached the audio half.
+    pub late: AtomicU64,
+    /// Notes dropped because even the fade-out slots were full.
+    pub overflow: AtomicU64,
+    /// Master volume target, f32 bits.
+    pub volume: AtomicU32,
+}
+
+impl EngineShared {
+    pub fn volume(&self) -> f32 {
+        f32::from_bits(self.volume.load(Relaxed))
+    }
+
+    pub fn set_volume(&self, volume: f32) {
+        self.volume.store(volume.clamp(0.0, 1.0).to_bits(), Relaxed);
+    }
+}
+
+/// A voice with its absolute start time, on its way to the audio half.
+pub struct Scheduled {
+    pub voice: Voice,
+    pub start: u64,
+}
+
+/// Build both halves of an engine for the given sample rate.
+pub fn engine(
+    config: &EngineConfig,
+    instruments: Instruments,
+    sample_rate: f64,
+) -> (ControlHalf, AudioHalf) {
+    let shared = Arc::new(EngineShared::default());
+    shared.set_volume(config.volume);
+    // Room for every voice that could be in flight: a full polyphony's worth plus as
+    // many again fading out after being stolen.
+    let slots = config.polyphony * 2;
+    let queue = config.polyphony.max(16) * 2;
+    let (to_audio, from_control) = rtrb::RingBuffer::<Scheduled>::new(queue);
+    // Every voice the audio half holds or can receive fits in the return queue, so it
+    // never has to keep (or free) a finished voice for lack of room.
+    let (to_control, from_audio) = rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
+    let r = &config.reverb;
+    let l = &config.limiter;
+    let mut bus = (multipass::<U2>() & r.wet * reverb_stereo(r.room_size, r.time, r.damping))
+        >> limiter_stereo(l.attack_ms / 1000.0, l.release_ms / 1000.0) * l.ceiling;
+    bus.set_sample_rate(sample_rate);
+    bus.allocate();
+    let epoch = std::time::Instant::now();
+    let audio = AudioHalf::new(
+        Box::new(bus),
+        from_control,
+        to_control,
+        slots,
+        config.polyphony,
+        l.ceiling,
+        sample_rate,
+        shared.clone(),
+        epoch,
+    );
+    let control = ControlHalf::new(
+        instruments,
+        sample_rate,
+        to_audio,
+        from_audio,
+        shared,
+        epoch,
+    );
+    (control, audio)
+}

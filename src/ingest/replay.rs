@@ -1,0 +1,162 @@
+//! Replay files: JSONL messages (wikimon or EventStreams recentchange) with their times,
+//! and pacing any timed sequence of events in real time.
+//!
+//! A message's time is its `_t` field (seconds from the start) if present, else its
+//! EventStreams `timestamp` (Unix seconds) or `meta.dt` (RFC 3339), taken relative to
+//! the first message; a message with none of these comes one second after the previous.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::wikimon::{parse_any, ParseError};
+use super::Delivery;
+use crate::event::Event;
+
+#[derive(Debug, Error)]
+#[error("cannot read replay file {path}: {source}")]
+pub struct ReplayError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// A message's time in seconds from the start of the file, and the event or why not.
+pub type Timed = (f64, Result<Event, ParseError>);
+
+/// Read a replay file: every line, timed, parsed or not.
+pub fn load(path: &Path) -> Result<Vec<Timed>, ReplayError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ReplayError {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(timed_lines(&text))
+}
+
+/// Time and parse each non-empty line.
+pub fn timed_lines(text: &str) -> Vec<Timed> {
+    let mut out = Vec::new();
+    let mut first_abs: Option<f64> = None;
+    let mut last = -1.0f64;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let value: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        let stamp = value.as_ref().and_then(|v| {
+            if let Some(t) = v.get("_t").and_then(|t| t.as_f64()) {
+                return Some(t);
+            }
+            let abs = v
+                .get("timestamp")
+                .and_then(|t| t.as_f64())
+                .or_else(|| {
+                    v.get("meta")
+                        .and_then(|m| m.get("dt"))
+                        .and_then(|d| d.as_str())
+                        .and_then(parse_rfc3339)
+                })?;
+            let first = *first_abs.get_or_insert(abs);
+            Some(abs - first)
+        });
+        let t = stamp.unwrap_or(last + 1.0).max(0.0);
+        last = t;
+        out.push((t, parse_any(line)));
+    }
+    out
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 date-time such as
+/// `2023-07-29T07:51:39Z` or `2023-07-29T07:51:39.123+02:00`.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut frac = 0.0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        frac = format!("0.{}", &r[..digits]).parse().ok()?;
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" | "" => 0,
+        _ => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = rest.get(1..3)?.parse().ok()?;
+            let om: i64 = rest.get(4..6)?.parse().ok()?;
+            sign * (oh * 3600 + om * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
+}
+
+/// Deliver timed events at their times (divided by `speed`) from now.
+pub async fn pace(events: impl Iterator<Item = Timed>, speed: f64, out: Delivery) {
+    let start = Instant::now();
+    let speed = if speed > 0.0 { speed } else { 1.0 };
+    for (t, event) in events {
+        let due = start + Duration::from_secs_f64(t / speed);
+        tokio::time::sleep_until(due.into()).await;
+        match event {
+            Ok(event) => out.send(event),
+            Err(_) => out.malformed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uses_t_field_then_timestamps_then_one_per_second() {
+        let text = concat!(
+            r#"{"_t": 0.5, "page_title": "A", "change_size": 1}"#,
+            "\n",
+            r#"{"_t": 2.25, "page_title": "B", "change_size": 1}"#,
+            "\n"
+        );
+        let t: Vec<f64> = timed_lines(text).iter().map(|x| x.0).collect();
+        assert_eq!(t, vec![0.5, 2.25]);
+
+        let text = concat!(
+            r#"{"type":"edit","title":"A","timestamp":1690617099}"#,
+            "\n",
+            r#"{"type":"edit","title":"B","meta":{"dt":"2023-07-29T07:51:42Z"}}"#,
+            "\n",
+            r#"{"type":"edit","title":"C"}"#,
+            "\n"
+        );
+        let t: Vec<f64> = timed_lines(text).iter().map(|x| x.0).collect();
+        assert_eq!(t, vec![0.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn rfc3339_dates_parse() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(parse_rfc3339("2023-07-29T07:51:39Z"), Some(1_690_617_099.0));
+        assert_eq!(
+            parse_rfc3339("2023-07-29T09:51:39.5+02:00"),
+            Some(1_690_617_099.5)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn broken_lines_are_kept_as_errors() {
+        let lines = timed_lines("{\"_t\":0,\"page_title\":\"A\"}\nnot json\n");
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].1.is_ok());
+        assert!(lines[1].1.is_err());
+    }
+}

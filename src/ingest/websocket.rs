@@ -1,0 +1,162 @@
+//! The websocket client: connects to a wikimon feed and keeps connecting, forever.
+//!
+//! Dropped connections are retried with exponential backoff and jitter (reset once a
+//! connection has stayed up long enough to be called healthy). Frames that are too big,
+//! not text, or not a wikimon message are counted and skipped; none of them is fatal.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::backoff::Backoff;
+use super::wikimon::parse_wikimon;
+use super::Delivery;
+use crate::config::SourceConfig;
+use crate::rng::fnv1a;
+use crate::stats::Stats;
+
+/// Longest wait for a connection (TCP, TLS and the websocket handshake) to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A feed that has said nothing for this long is presumed dead and reconnected.
+const SILENCE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Frames beyond this are refused by the protocol layer itself (and the connection
+/// restarted); frames between the configured limit and this are read and skipped.
+const HARD_FRAME_LIMIT: usize = 64 << 20;
+
+/// Why a connection ended.
+enum Ended {
+    Closed,
+    Error(String),
+    Silent,
+}
+
+pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.backoff_initial_ms),
+        Duration::from_millis(config.backoff_max_ms.max(config.backoff_initial_ms)),
+        fnv1a(url.as_bytes()) ^ std::process::id() as u64,
+    );
+    let healthy_after = Duration::from_secs(config.healthy_after_s);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(HARD_FRAME_LIMIT))
+        .max_frame_size(Some(HARD_FRAME_LIMIT));
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let attempt = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true),
+        )
+        .await;
+        let stream = match attempt {
+            Ok(Ok((stream, _response))) => stream,
+            Ok(Err(e)) => {
+                retry(&mut backoff, url, &format!("cannot connect: {e}"), &out, &mut down_since)
+                    .await;
+                continue;
+            }
+            Err(_) => {
+                retry(&mut backoff, url, "connection timed out", &out, &mut down_since).await;
+                continue;
+            }
+        };
+        Stats::add(&out.stats.connects, 1);
+        out.stats
+            .connected
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        match down_since.take() {
+            Some(since) => tracing::info!(
+                "feed {url} is back after {:.1} s down",
+                since.elapsed().as_secs_f64()
+            ),
+            None => tracing::info!("connected to {url}"),
+        }
+        let connected_at = Instant::now();
+        let ended = read(stream, config.max_frame_bytes, &out).await;
+        out.stats
+            .connected
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        if connected_at.elapsed() >= healthy_after {
+            backoff.reset();
+        }
+        let reason = match ended {
+            Ended::Closed => "the server closed the connection".to_owned(),
+            Ended::Error(e) => format!("connection lost: {e}"),
+            Ended::Silent => format!("no message for {} s", SILENCE_TIMEOUT.as_secs()),
+        };
+        retry(&mut backoff, url, &reason, &out, &mut down_since).await;
+    }
+}
+
+/// Count the failure, say the feed is down (once per outage), and wait out the backoff.
+async fn retry(
+    backoff: &mut Backoff,
+    url: &str,
+    reason: &str,
+    out: &Delivery,
+    down_since: &mut Option<Instant>,
+) {
+    Stats::add(&out.stats.disconnects, 1);
+    let delay = backoff.delay();
+    if down_since.is_none() {
+        *down_since = Some(Instant::now());
+        tracing::warn!(
+            "feed {url} is down ({reason}); retrying in {:.1} s, then with growing delays",
+            delay.as_secs_f64()
+        );
+    } else {
+        tracing::debug!(
+            "feed {url} still down ({reason}); next try in {:.1} s",
+            delay.as_secs_f64()
+        );
+    }
+    tokio::time::sleep(delay).await;
+}
+
+async fn read<S>(mut stream: S, max_frame: usize, out: &Delivery) -> Ended
+where
+    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        let next = match tokio::time::timeout(SILENCE_TIMEOUT, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => return Ended::Silent,
+        };
+        match next {
+            None => return Ended::Closed,
+            Some(Ok(Message::Text(text))) => {
+                if text.len() > max_frame {
+                    Stats::add(&out.stats.oversized, 1);
+                    continue;
+                }
+                match parse_wikimon(text.as_str()) {
+                    Ok(event) => out.send(event),
+                    Err(e) => {
+                        out.malformed();
+                        tracing::debug!("skipped a message: {e}");
+                    }
+                }
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                if bytes.len() > max_frame {
+                    Stats::add(&out.stats.oversized, 1);
+                } else {
+                    out.malformed();
+                }
+            }
+            Some(Ok(Message::Close(_))) => return Ended::Closed,
+            // Pings are answered by the protocol layer as the stream is read.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(WsError::Capacity(e))) => {
+                Stats::add(&out.stats.oversized, 1);
+                return Ended::Error(e.to_string());
+            }
+            Some(Err(WsError::Utf8(e))) => {
+                out.malformed();
+                return Ended::Error(format!("text frame was not UTF-8: {e}"));
+            }
+            Some(Err(e)) => return Ended::Error(e.to_string()),
+        }
+    }
+}

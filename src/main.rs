@@ -1,0 +1,183 @@
+//! The `carillon` command line: play a live stream, render one to a WAV file, or list
+//! audio devices.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use carillon::conductor::{self, PlayOptions, RenderOptions};
+use carillon::config::Config;
+use carillon::ingest::SourceSpec;
+use carillon::output::device::{self, DeviceRequest};
+
+#[derive(Parser)]
+#[command(name = "carillon", version, about = "Live contribution streams, made audible.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Play a source through the audio device (the default command).
+    Play(PlayArgs),
+    /// Render a source with recorded times (demo or replay:FILE) into a WAV file.
+    Render(RenderArgs),
+    /// List audio output devices and their supported configurations.
+    Devices,
+}
+
+#[derive(clap::Args, Default)]
+struct PlayArgs {
+    /// Configuration file, read over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Event source: a ws:// or wss:// URL (wikimon format), "demo", or "replay:PATH".
+    #[arg(long, value_name = "SPEC")]
+    source: Option<String>,
+    /// Output device name (see `carillon devices`); default: the system's default.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+    /// Frames per device buffer (0: the device's default).
+    #[arg(long, value_name = "N")]
+    buffer_frames: Option<u32>,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "HZ")]
+    sample_rate: Option<u32>,
+    /// Master volume, 0..1.
+    #[arg(long, value_name = "0..1")]
+    volume: Option<f32>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Time scale of replay and demo sources (2 = twice as fast).
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    speed: f64,
+    /// Seed of the demo generator and of the voices' randomness.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Configuration file, read over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Event source: "demo" or "replay:PATH".
+    #[arg(long, value_name = "SPEC")]
+    source: String,
+    /// Seconds of audio to render.
+    #[arg(long, value_name = "SECS")]
+    duration: f64,
+    /// The WAV file to write.
+    #[arg(short, long, value_name = "FILE.wav")]
+    output: PathBuf,
+    /// Seed of the demo generator and of the voices' randomness.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    seed: u64,
+    /// Time scale of the source (2 = twice as fast).
+    #[arg(long, value_name = "N", default_value_t = 1.0)]
+    speed: f64,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "HZ")]
+    sample_rate: Option<u32>,
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config> {
+    Ok(match path {
+        Some(path) => Config::load(path)?,
+        None => Config::defaults(),
+    })
+}
+
+fn parse_source(spec: &str) -> Result<SourceSpec> {
+    Ok(spec.parse::<SourceSpec>()?)
+}
+
+fn check_positive(name: &str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        anyhow::bail!("{name} must be a positive number of seconds, not {value}")
+    }
+}
+
+fn play(args: PlayArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
+    let instruments = conductor::instruments(&config, args.config.as_deref())?;
+    let source = parse_source(args.source.as_deref().unwrap_or(&config.source.spec))?;
+    if let Some(d) = args.duration {
+        check_positive("--duration", d)?;
+    }
+    if let Some(v) = args.volume {
+        anyhow::ensure!((0.0..=1.0).contains(&v), "--volume must be between 0 and 1, not {v}");
+    }
+    let opts = PlayOptions {
+        source,
+        device: DeviceRequest {
+            device: args.device,
+            sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
+            buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
+        },
+        volume: args.volume,
+        duration: args.duration,
+        speed: args.speed,
+        seed: args.seed,
+    };
+    let stats = conductor::play(&config, instruments, &opts)?;
+    eprintln!("summary: {}", stats.summary());
+    Ok(())
+}
+
+fn render(args: RenderArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
+    let instruments = conductor::instruments(&config, args.config.as_deref())?;
+    check_positive("--duration", args.duration)?;
+    let opts = RenderOptions {
+        source: parse_source(&args.source)?,
+        duration: args.duration,
+        output: args.output,
+        seed: args.seed,
+        speed: args.speed,
+        sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
+    };
+    let report = conductor::render(&config, instruments, &opts)
+        .with_context(|| format!("rendering {}", opts.output.display()))?;
+    eprintln!(
+        "rendered {:.1} s in {:.2} s ({:.0}× real time) to {}",
+        report.seconds_rendered,
+        report.wall_seconds,
+        report.seconds_rendered / report.wall_seconds.max(1e-9),
+        opts.output.display()
+    );
+    eprintln!("summary: {}", report.stats.summary());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CARILLON_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    // One TLS crypto provider for wss:// feeds; an error means one is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Play(PlayArgs::default())) {
+        Command::Play(args) => play(args),
+        Command::Render(args) => render(args),
+        Command::Devices => device::list().map(|s| print!("{s}")).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("carillon: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

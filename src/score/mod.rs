@@ -1,0 +1,334 @@
+//! The score: which events sound, and how. Pure and deterministic, no I/O.
+//!
+//! Listen to Wikipedia's mapping is the default and reproduced exactly: additions ring
+//! the célesta, removals pluck the clavichord, a new member gets a violin swell; the
+//! bigger the edit, the lower the note, on a pentatonic scale, with a little per-page
+//! fuzz so that edits of one size don't all land on one note.
+
+pub mod scale;
+mod throttle;
+
+use thiserror::Error;
+
+use crate::config::ScoreConfig;
+use crate::event::{Event, EventKind};
+use crate::rng::{fnv1a, Rng};
+pub use throttle::Throttle;
+
+/// Listen to Wikipedia's logarithm base for mapping sizes to pitch steps.
+const LTW_BASE: f64 = 1.071_530_780_811_148_7;
+
+/// Index into the engine's table of instruments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct InstrumentId(pub u8);
+
+/// One note to play: everything the engine needs, nothing it must look up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Note {
+    pub instrument: InstrumentId,
+    /// Fundamental frequency in Hz.
+    pub frequency: f32,
+    /// MIDI note number (for display and tests).
+    pub midi: i32,
+    /// 0..1.
+    pub velocity: f32,
+    /// -1 (left) .. 1 (right).
+    pub pan: f32,
+    /// Seeds the voice's own randomness (e.g. a string's initial noise), so renders repeat.
+    pub seed: u64,
+    pub kind: EventKind,
+}
+
+/// What the score made of an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    Play(Note),
+    /// Left out by a filter (namespace, bots) or not a playable kind.
+    Filtered,
+    /// Over the density limit.
+    Throttled,
+}
+
+#[derive(Debug, Error)]
+pub enum ScoreError {
+    #[error("score.{register}.instrument = {name:?} names no instrument; known: {known}")]
+    UnknownInstrument {
+        register: &'static str,
+        name: String,
+        known: String,
+    },
+    #[error("score.{register}.base = {note:?} is not a note name such as \"C#3\"")]
+    BadNote { register: &'static str, note: String },
+}
+
+struct Register {
+    instrument: InstrumentId,
+    base_midi: i32,
+}
+
+pub struct Score {
+    config: ScoreConfig,
+    addition: Register,
+    removal: Register,
+    new_member: Register,
+    throttle: Throttle,
+}
+
+/// Listen to Wikipedia's pitch step for an edit size, before fuzz: 0 for the biggest
+/// edits, up to `steps - 1` for the smallest.
+pub fn base_step(size: i64, steps: u32) -> i32 {
+    let r = ((size.unsigned_abs() as f64).sqrt() * 5.0).max(3.0);
+    let p = 100.0 - ((r + LTW_BASE).ln() / LTW_BASE.ln()).min(100.0);
+    (p / 100.0 * steps as f64).floor() as i32
+}
+
+impl Score {
+    /// Build a score for the given configuration; `instruments` are the engine's
+    /// instrument names, in the order of their ids.
+    pub fn new(config: &ScoreConfig, instruments: &[String]) -> Result<Score, ScoreError> {
+        let register = |register: &'static str, name: &str, base: &str| {
+            let id = instruments.iter().position(|n| n == name).ok_or_else(|| {
+                ScoreError::UnknownInstrument {
+                    register,
+                    name: name.to_owned(),
+                    known: instruments.join(", "),
+                }
+            })?;
+            let base_midi = scale::parse_note(base).ok_or_else(|| ScoreError::BadNote {
+                register,
+                note: base.to_owned(),
+            })?;
+            Ok::<_, ScoreError>(Register {
+                instrument: InstrumentId(id as u8),
+                base_midi,
+            })
+        };
+        Ok(Score {
+            addition: register(
+                "addition",
+                &config.addition.instrument,
+                &config.addition.base,
+            )?,
+            removal: register("removal", &config.removal.instrument, &config.removal.base)?,
+            new_member: register(
+                "new_member",
+                &config.new_member.instrument,
+                &config.new_member.base,
+            )?,
+            throttle: Throttle::new(config.throttle.max_notes, config.throttle.window_ms),
+            config: config.clone(),
+        })
+    }
+
+    /// Whether the filters let this event sound.
+    pub fn admits(&self, event: &Event) -> bool {
+        let f = &self.config.filter;
+        match event.kind {
+            EventKind::Other => false,
+            // Account creations are logged in the Special namespace; the namespace
+            // filter is about articles, so it does not apply to them.
+            EventKind::NewMember => true,
+            EventKind::Addition | EventKind::Removal => {
+                (f.bots || !event.is_bot)
+                    && (f.namespaces.is_empty() || f.namespaces.iter().any(|n| *n == event.namespace))
+            }
+        }
+    }
+
+    /// The pitch step an edit of this size on this page plays: Listen to Wikipedia's
+    /// base step plus the page's fuzz, clamped.
+    pub fn step(&self, size: i64, title: &str) -> i32 {
+        let c = &self.config;
+        let span = (c.fuzz_max - c.fuzz_min + 1) as u64;
+        let fuzz = c.fuzz_min + Rng::from_text(title).below(span) as i32;
+        (base_step(size, c.steps) + fuzz).clamp(c.min_step, c.max_step)
+    }
+
+    /// Map an event arriving at stream time `at` (seconds) to what should sound.
+    pub fn map(&mut self, event: &Event, at: f64) -> Outcome {
+        if !self.admits(event) {
+            return Outcome::Filtered;
+        }
+        let c = &self.config;
+        let note = match event.kind {
+            EventKind::NewMember => {
+                let steps = &c.new_member.steps;
+                let pick = Rng::from_text(&event.user).below(steps.len() as u64) as usize;
+                let midi =
+                    self.new_member.base_midi + scale::step_semitones(&c.scale, steps[pick]);
+                Note {
+                    instrument: self.new_member.instrument,
+                    frequency: scale::midi_to_hz(midi as f64) as f32,
+                    midi,
+                    velocity: c.velocity_max,
+                    pan: 0.0,
+                    seed: fnv1a(event.user.as_bytes()),
+                    kind: event.kind,
+                }
+            }
+            EventKind::Addition | EventKind::Removal => {
+                let register = if event.kind == EventKind::Addition {
+                    &self.addition
+                } else {
+                    &self.removal
+                };
+                let step = self.step(event.size, &event.title);
+                let midi = register.base_midi + scale::step_semitones(&c.scale, step);
+                // Bigger edits sound lower and a little louder.
+                let weight = 1.0 - step as f32 / c.steps as f32;
+                let title_hash = fnv1a(event.title.as_bytes());
+                let pan = ((title_hash >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32;
+                Note {
+                    instrument: register.instrument,
+                    frequency: scale::midi_to_hz(midi as f64) as f32,
+                    midi,
+                    velocity: c.velocity_min + (c.velocity_max - c.velocity_min) * weight,
+                    pan: pan * c.pan_spread,
+                    seed: title_hash ^ event.size as u64,
+                    kind: event.kind,
+                }
+            }
+            EventKind::Other => return Outcome::Filtered,
+        };
+        // Swells are rare and the point of the piece: never throttled.
+        if event.kind != EventKind::NewMember && !self.throttle.admit(at) {
+            return Outcome::Throttled;
+        }
+        Outcome::Play(note)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn score() -> Score {
+        let names = ["celesta", "clavichord", "violin"].map(String::from);
+        Score::new(&Config::defaults().score, &names).unwrap()
+    }
+
+    #[test]
+    fn reproduces_listen_to_wikipedias_table() {
+        let table = [
+            (0, 19),
+            (1, 17),
+            (10, 14),
+            (100, 10),
+            (1_000, 6),
+            (10_000, 2),
+            (40_000, 0),
+        ];
+        for (size, step) in table {
+            assert_eq!(base_step(size, 24), step, "size {size}");
+            assert_eq!(base_step(-size, 24), step, "size -{size}");
+        }
+    }
+
+    #[test]
+    fn fuzz_is_within_listen_to_wikipedias_range_and_stable_per_title() {
+        let s = score();
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..400 {
+            let title = format!("Page {i}");
+            let step = s.step(100, &title);
+            assert_eq!(step, s.step(100, &title), "same title, same step");
+            seen.insert(step - 10);
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![-2, -1, 0, 1]);
+    }
+
+    #[test]
+    fn steps_are_clamped_to_1_through_23() {
+        let s = score();
+        for i in 0..200 {
+            let title = format!("T{i}");
+            assert!((1..=23).contains(&s.step(1_000_000, &title)));
+            assert!((1..=23).contains(&s.step(0, &title)));
+        }
+    }
+
+    #[test]
+    fn addition_rings_celesta_from_csharp3() {
+        let mut s = score();
+        let e = Event::new(EventKind::Addition, 100, "Lyon");
+        let Outcome::Play(n) = s.map(&e, 0.0) else {
+            panic!("addition should play")
+        };
+        assert_eq!(n.instrument, InstrumentId(0));
+        let step = s.step(100, "Lyon");
+        assert_eq!(n.midi, 49 + scale::step_semitones(&[0, 2, 5, 7, 9], step));
+    }
+
+    #[test]
+    fn removal_plucks_clavichord_from_csharp1() {
+        let mut s = score();
+        let e = Event::new(EventKind::Removal, -10, "Lyon");
+        let Outcome::Play(n) = s.map(&e, 0.0) else {
+            panic!("removal should play")
+        };
+        assert_eq!(n.instrument, InstrumentId(1));
+        let step = s.step(-10, "Lyon");
+        assert_eq!(n.midi, 25 + scale::step_semitones(&[0, 2, 5, 7, 9], step));
+    }
+
+    #[test]
+    fn bigger_edits_sound_lower() {
+        let s = score();
+        assert!(s.step(40_000, "X") < s.step(10, "X"));
+    }
+
+    #[test]
+    fn new_member_swells_on_violin_and_is_never_throttled() {
+        let mut s = score();
+        for i in 0..40 {
+            let mut e = Event::new(EventKind::NewMember, 0, "Special:Log/newusers");
+            e.user = format!("user{i}");
+            e.namespace = "Special".into();
+            match s.map(&e, 0.0) {
+                Outcome::Play(n) => assert_eq!(n.instrument, InstrumentId(2)),
+                other => panic!("swell {i} was {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn at_most_15_notes_in_300_ms() {
+        let mut s = score();
+        let e = Event::new(EventKind::Addition, 5, "A");
+        let played = (0..40)
+            .filter(|i| matches!(s.map(&e, *i as f64 * 0.001), Outcome::Play(_)))
+            .count();
+        assert_eq!(played, 15);
+        // Once the window has passed, notes sound again.
+        assert!(matches!(s.map(&e, 0.301), Outcome::Play(_)));
+    }
+
+    #[test]
+    fn other_namespaces_and_bots_follow_the_filter() {
+        let mut s = score();
+        let mut talk = Event::new(EventKind::Addition, 5, "Talk:A");
+        talk.namespace = "Talk".into();
+        assert_eq!(s.map(&talk, 0.0), Outcome::Filtered);
+        let mut bot = Event::new(EventKind::Addition, 5, "A");
+        bot.is_bot = true;
+        assert!(matches!(s.map(&bot, 0.0), Outcome::Play(_)));
+
+        let mut config = Config::defaults().score;
+        config.filter.bots = false;
+        config.filter.namespaces.clear();
+        let names = ["celesta", "clavichord", "violin"].map(String::from);
+        let mut s = Score::new(&config, &names).unwrap();
+        assert_eq!(s.map(&bot, 0.0), Outcome::Filtered);
+        assert!(matches!(s.map(&talk, 0.0), Outcome::Play(_)));
+    }
+
+    #[test]
+    fn unknown_instrument_is_named() {
+        let mut config = Config::defaults().score;
+        config.removal.instrument = "harpsichord".into();
+        let names = ["celesta", "clavichord", "violin"].map(String::from);
+        let err = Score::new(&config, &names).err().unwrap().to_string();
+        assert!(err.contains("harpsichord") && err.contains("clavichord"), "{err}");
+    }
+}

@@ -1,0 +1,58 @@
+//! Counters shared by every part of a running carillon: what arrived, what sounded, what
+//! was skipped and why. Plain atomics, so the audio thread may update its own without
+//! locking, and the status line and final summary read them from anywhere.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages parsed into events.
+    pub events: AtomicU64,
+    /// Notes handed to the engine.
+    pub notes: AtomicU64,
+    /// Notes over the density limit.
+    pub throttled: AtomicU64,
+    /// Events left out by a filter or of a kind that does not sound.
+    pub filtered: AtomicU64,
+    /// Messages that could not be understood (broken JSON, wrong types, binary junk).
+    pub malformed: AtomicU64,
+    /// Frames over the size limit.
+    pub oversized: AtomicU64,
+    /// Successful connections of network sources.
+    pub connects: AtomicU64,
+    /// Connections lost or refused.
+    pub disconnects: AtomicU64,
+    /// Notes that could not reach the engine because its queue was full.
+    pub engine_full: AtomicU64,
+    /// Events dropped because the conductor had fallen behind (its queue was full).
+    pub backlog: AtomicU64,
+    /// Whether a network source is connected right now.
+    pub connected: AtomicBool,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+
+    /// One line, `key=value` pairs, for logs and tests.
+    pub fn summary(&self) -> String {
+        format!(
+            "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={}",
+            Self::get(&self.events),
+            Self::get(&self.notes),
+            Self::get(&self.throttled),
+            Self::get(&self.filtered),
+            Self::get(&self.malformed),
+            Self::get(&self.oversized),
+            Self::get(&self.connects),
+            Self::get(&self.disconnects),
+            Self::get(&self.engine_full),
+            Self::get(&self.backlog),
+        )
+    }
+}

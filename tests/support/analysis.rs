@@ -1,0 +1,211 @@
+//! Listening to a recording the way a test can: pitch, note starts, level.
+
+use std::f64::consts::PI;
+
+/// In-place radix-2 FFT (forward, unnormalized): X[k] = Σ x[n]·e^(-2πikn/N).
+///
+/// Panics unless both slices have the same power-of-two length.
+pub fn fft(re: &mut [f64], im: &mut [f64]) {
+    let n = re.len();
+    assert_eq!(n, im.len(), "fft: real and imaginary parts differ in length");
+    assert!(n.is_power_of_two(), "fft: length {n} is not a power of two");
+    if n < 2 {
+        return;
+    }
+    let shift = usize::BITS - n.trailing_zeros();
+    for i in 0..n {
+        let j = i.reverse_bits() >> shift;
+        if j > i {
+            re.swap(i, j);
+            im.swap(i, j);
+        }
+    }
+    // Twiddles e^(-2πik/N), computed once rather than by a recurrence whose
+    // rounding error grows with N.
+    let twiddles: Vec<(f64, f64)> = (0..n / 2)
+        .map(|k| {
+            let (s, c) = (-2.0 * PI * k as f64 / n as f64).sin_cos();
+            (c, s)
+        })
+        .collect();
+    let mut len = 2;
+    while len <= n {
+        let half = len / 2;
+        let stride = n / len;
+        for start in (0..n).step_by(len) {
+            for k in 0..half {
+                let (wr, wi) = twiddles[k * stride];
+                let (a, b) = (start + k, start + k + half);
+                let tr = re[b] * wr - im[b] * wi;
+                let ti = re[b] * wi + im[b] * wr;
+                re[b] = re[a] - tr;
+                im[b] = im[a] - ti;
+                re[a] += tr;
+                im[a] += ti;
+            }
+        }
+        len *= 2;
+    }
+}
+
+/// The frequency (Hz) of the strongest spectral peak between `lo_hz` and
+/// `hi_hz`: Hann window, zero-padded FFT, and a parabola through the log power
+/// of the peak bin and its neighbours for the sub-bin position.
+///
+/// Zero-padding (4× up to 2^20 points) keeps the interpolation bias far below
+/// a cent for notes of 100 ms or longer.
+pub fn spectrum_peak(samples: &[f32], sample_rate: u32, lo_hz: f64, hi_hz: f64) -> f64 {
+    assert!(!samples.is_empty(), "spectrum_peak: no samples");
+    let nyquist = f64::from(sample_rate) / 2.0;
+    assert!(
+        0.0 <= lo_hz && lo_hz < hi_hz && hi_hz <= nyquist,
+        "spectrum_peak: band {lo_hz}..{hi_hz} Hz is not within 0..{nyquist} Hz"
+    );
+    let len = samples.len();
+    let base = len.next_power_of_two();
+    let n = (base * 4).min(base.max(1 << 20));
+    let mut re = vec![0.0; n];
+    let mut im = vec![0.0; n];
+    for (i, (&s, slot)) in samples.iter().zip(re.iter_mut()).enumerate() {
+        let hann = 0.5 - 0.5 * (2.0 * PI * i as f64 / len as f64).cos();
+        *slot = f64::from(s) * hann;
+    }
+    fft(&mut re, &mut im);
+    let bin_hz = f64::from(sample_rate) / n as f64;
+    let log_power = |k: usize| (re[k] * re[k] + im[k] * im[k] + 1e-300).ln();
+    let lo_bin = ((lo_hz / bin_hz).ceil() as usize).max(1);
+    let hi_bin = ((hi_hz / bin_hz).floor() as usize).min(n / 2 - 1);
+    assert!(
+        lo_bin <= hi_bin,
+        "spectrum_peak: band {lo_hz}..{hi_hz} Hz holds no FFT bin"
+    );
+    let peak = (lo_bin..=hi_bin)
+        .max_by(|&a, &b| log_power(a).total_cmp(&log_power(b)))
+        .unwrap_or(lo_bin);
+    let (a, b, c) = (log_power(peak - 1), log_power(peak), log_power(peak + 1));
+    let denominator = a - 2.0 * b + c;
+    let offset = if denominator < 0.0 {
+        (0.5 * (a - c) / denominator).clamp(-0.5, 0.5)
+    } else {
+        0.0
+    };
+    (peak as f64 + offset) * bin_hz
+}
+
+/// Sample indices where notes start, found from rises of short-time energy.
+///
+/// The signal is cut into 5 ms hops. A note starts where the energy of a
+/// 20 ms window is at least 6 dB above the mean energy of the 40 ms just
+/// before it, and within 45 dB of the loudest window. After an onset the
+/// detector waits until the rise has fallen below 3 dB (the note reached its
+/// peak or sustain) before it accepts another, and onsets are at least 40 ms
+/// apart. A decaying tail (reverb, release) never rises, so it never
+/// triggers; a new note over a tail does if it adds 6 dB to the window.
+/// Each index is the start of the first 5 ms hop that carries the rise, so it
+/// is within 5 ms of a sharp attack (later for a slow swell).
+pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
+    const RISE_DB: f64 = 6.0;
+    const REARM_DB: f64 = 3.0;
+    const GATE_DB: f64 = 45.0;
+    const WINDOW_HOPS: usize = 4;
+    const BASELINE_HOPS: usize = 8;
+    // Below -100 dBFS is silence: keeps log ratios finite.
+    const FLOOR: f64 = 1e-10;
+
+    let hop = (sample_rate as usize / 200).max(1);
+    let hop_energy: Vec<f64> = samples
+        .chunks_exact(hop)
+        .map(|h| h.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / hop as f64)
+        .collect();
+    if hop_energy.len() < WINDOW_HOPS {
+        return Vec::new();
+    }
+    let mean = |slice: &[f64]| {
+        if slice.is_empty() {
+            0.0
+        } else {
+            slice.iter().sum::<f64>() / slice.len() as f64
+        }
+    };
+    let windows: Vec<f64> = hop_energy.windows(WINDOW_HOPS).map(mean).collect();
+    let loudest = windows.iter().copied().fold(0.0, f64::max);
+    let gate = (loudest * 10f64.powf(-GATE_DB / 10.0)).max(FLOOR);
+    let rise_factor = 10f64.powf(RISE_DB / 10.0);
+    let min_gap = (sample_rate as usize / 25).max(1);
+
+    let mut found: Vec<usize> = Vec::new();
+    let mut armed = true;
+    for (k, &window) in windows.iter().enumerate() {
+        let baseline = mean(&hop_energy[k.saturating_sub(BASELINE_HOPS)..k]) + FLOOR;
+        let rise_db = 10.0 * ((window + FLOOR) / baseline).log10();
+        if !armed {
+            armed = rise_db < REARM_DB;
+            continue;
+        }
+        if rise_db < RISE_DB || window < gate {
+            continue;
+        }
+        let first_loud_hop = (k..k + WINDOW_HOPS)
+            .find(|&j| hop_energy[j] >= baseline * rise_factor)
+            .unwrap_or(k);
+        let at = first_loud_hop * hop;
+        if found.last().is_none_or(|&last| at >= last + min_gap) {
+            found.push(at);
+            armed = false;
+        }
+    }
+    found
+}
+
+/// The interval from `reference` to `f` in cents (100 per 12-TET semitone).
+pub fn cents(f: f64, reference: f64) -> f64 {
+    1200.0 * (f / reference).log2()
+}
+
+/// The nearest note of C♯ major pentatonic (C♯ D♯ F♯ G♯ A♯; 12-TET with
+/// A4 = 440 Hz) to `f`, named like "C#4", and how many cents `f` is above it
+/// (negative: below).
+pub fn nearest_csharp_pentatonic(f: f64) -> (String, f64) {
+    const NAMES: [&str; 12] = [
+        "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+    ];
+    const SCALE: [i64; 5] = [1, 3, 6, 8, 10];
+    assert!(
+        f.is_finite() && f > 0.0,
+        "nearest_csharp_pentatonic: {f} Hz is not a frequency"
+    );
+    let midi = 69.0 + 12.0 * (f / 440.0).log2();
+    let rounded = midi.round() as i64;
+    // The scale's widest step is 3 semitones, so a scale note lies within 2.
+    let note = (rounded - 2..=rounded + 2)
+        .filter(|n| SCALE.contains(&n.rem_euclid(12)))
+        .min_by(|a, b| (midi - *a as f64).abs().total_cmp(&(midi - *b as f64).abs()))
+        .unwrap_or(rounded);
+    let name = format!(
+        "{}{}",
+        NAMES[note.rem_euclid(12) as usize],
+        note.div_euclid(12) - 1
+    );
+    (name, (midi - note as f64) * 100.0)
+}
+
+/// The largest absolute sample value.
+pub fn peak_abs(samples: &[f32]) -> f32 {
+    samples.iter().fold(0.0, |peak, &s| peak.max(s.abs()))
+}
+
+/// How many samples sit at 16-bit full scale (|x| ≥ 32767/32768): clipped, or
+/// as good as.
+pub fn count_clipped(samples: &[f32]) -> usize {
+    const FULL_SCALE: f32 = 32767.0 / 32768.0;
+    samples.iter().filter(|s| s.abs() >= FULL_SCALE).count()
+}
+
+/// Root mean square level (0 for no samples).
+pub fn rms(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    (sum / samples.len() as f64).sqrt()
+}

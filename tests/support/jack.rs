@@ -1,0 +1,167 @@
+//! A private JACK server with the `dummy` driver: no hardware, but a real-time
+//! clock that pulls one period of audio from its clients every
+//! `period_frames / 48000` seconds, as a sound card would.
+
+use std::fs::File;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::tempdir::{unique_name, TempDir};
+use super::tools::require_tool;
+
+/// The rate of every server the harness starts (and of the ALSA tap).
+pub const SAMPLE_RATE: u32 = 48_000;
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running `jackd --no-realtime -d dummy` under a unique server name,
+/// stopped (by its pid) when dropped.
+///
+/// Clients find it through `JACK_DEFAULT_SERVER`; see [`JackServer::name`].
+pub struct JackServer {
+    name: String,
+    period_frames: u32,
+    child: Child,
+    startup_time: Duration,
+    dir: TempDir,
+}
+
+impl JackServer {
+    /// Starts the server and returns once it accepts clients.
+    ///
+    /// Panics if `jackd` or `jack_wait` is missing (naming the package), if the
+    /// server exits, or if it is not ready within 10 seconds.
+    pub fn start(period_frames: u32) -> JackServer {
+        require_tool("jackd", "jackd2");
+        require_tool("jack_wait", "jackd2");
+        let name = unique_name("carillon");
+        let dir = TempDir::new("jackd");
+        let log_path = dir.path().join("jackd.log");
+        let log = File::create(&log_path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+        let log_err = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot duplicate the handle of {}: {e}", log_path.display()));
+        let started = Instant::now();
+        let child = Command::new("jackd")
+            .args(["-n", &name, "--no-realtime", "-d", "dummy"])
+            .args(["-r", &SAMPLE_RATE.to_string()])
+            .args(["-p", &period_frames.to_string()])
+            .env("JACK_DEFAULT_SERVER", &name)
+            .env("JACK_NO_START_SERVER", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start jackd: {e}"));
+        let mut server = JackServer {
+            name,
+            period_frames,
+            child,
+            startup_time: Duration::ZERO,
+            dir,
+        };
+        server.wait_until_ready();
+        server.startup_time = started.elapsed();
+        server
+    }
+
+    /// Polls `jack_wait -c` every 20 ms.
+    ///
+    /// `jack_wait -w -t 10` would do the same in one call, but it retries only
+    /// once a second, and the server is usually up after about 250 ms: polling
+    /// saves most of a second per test.
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "jackd exited during startup ({status}); its log:\n{}",
+                    self.log()
+                );
+            }
+            let check = Command::new("jack_wait")
+                .arg("-c")
+                .env("JACK_DEFAULT_SERVER", &self.name)
+                .env("JACK_NO_START_SERVER", "1")
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run jack_wait: {e}"));
+            // `jack_wait -c` exits 0 either way and prints "running" or "not running".
+            if String::from_utf8_lossy(&check.stdout)
+                .lines()
+                .any(|l| l.trim() == "running")
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "JACK server {} not ready after {STARTUP_TIMEOUT:?}; jackd log:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server name; clients select it with `JACK_DEFAULT_SERVER`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn period_frames(&self) -> u32 {
+        self.period_frames
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        SAMPLE_RATE
+    }
+
+    /// From spawning `jackd` until it accepted a client.
+    pub fn startup_time(&self) -> Duration {
+        self.startup_time
+    }
+
+    /// Everything `jackd` printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jackd.log"))
+            .unwrap_or_else(|e| format!("(jackd log unreadable: {e})"))
+    }
+
+    /// How many times a client missed its deadline, as counted by the server's
+    /// log (`JackEngine::XRun` lines).
+    pub fn xruns(&self) -> usize {
+        self.log().matches("JackEngine::XRun").count()
+    }
+
+    /// Whether the server process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for JackServer {
+    fn drop(&mut self) {
+        if !self.is_running() {
+            return;
+        }
+        // SIGTERM lets jackd remove its sockets and shared memory; std only
+        // offers SIGKILL, so ask the shell's `kill` builtin, by pid.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("sh")
+            .args(["-c", "kill -TERM \"$1\"", "sh", &pid])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

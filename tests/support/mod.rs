@@ -1,0 +1,48 @@
+//! Test harness for driving the real `carillon` binary through the real audio
+//! device path, in real time, while recording exactly what it played.
+//!
+//! The path under test is cpal → ALSA `default` → `plug` (S16_LE, 48 kHz,
+//! stereo) → `file` plugin (writes every sample to a WAV file) → `plug` →
+//! `jack` plugin → a JACK server running the `dummy` driver. The dummy driver
+//! has no hardware but keeps a real-time clock, so the program is paced exactly
+//! as it would be by a sound card, and the file plugin records the samples the
+//! program handed to the device. Each test starts its own JACK server under a
+//! unique name, so tests run in parallel without hearing each other.
+//!
+//! Pieces:
+//! - [`jack`]: a private JACK dummy server per test ([`JackServer`]).
+//! - [`alsa`]: the ALSA configuration that routes `default` through the WAV tap
+//!   into that server ([`DeviceTap`], [`write_alsa_config`]).
+//! - [`process`]: spawning the binary with a timeout guard, and its `summary:`
+//!   line ([`run_carillon`], [`RunOutput`], [`Summary`]).
+//! - [`wav`]: a WAV reader that copes with headers left unfinished by a killed
+//!   writer ([`read_wav_lenient`]).
+//! - [`analysis`]: FFT, pitch, onsets and level checks on recorded samples.
+//! - [`ws`]: a scripted wikimon websocket server ([`WsServer`], [`Step`]).
+//! - [`wikimon`]: wikimon-format messages ([`wikimon_edit`], [`wikimon_newuser`]).
+//! - [`tools`]: checks that the system tools the harness needs are installed.
+
+// Each integration test binary compiles this module and uses only part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod alsa;
+pub mod analysis;
+pub mod jack;
+pub mod process;
+pub mod tempdir;
+pub mod tools;
+pub mod wav;
+pub mod wikimon;
+pub mod ws;
+
+pub use alsa::{write_alsa_config, DeviceTap};
+pub use analysis::{
+    cents, count_clipped, fft, nearest_csharp_pentatonic, onsets, peak_abs, rms, spectrum_peak,
+};
+pub use jack::{JackServer, SAMPLE_RATE};
+pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
+pub use tempdir::TempDir;
+pub use tools::require_tool;
+pub use wav::{read_wav_lenient, Wav};
+pub use wikimon::{wikimon_edit, wikimon_edit_value, wikimon_newuser, wikimon_newuser_value};
+pub use ws::{Step, WsServer};
