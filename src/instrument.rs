@@ -84,6 +84,7 @@ pub struct Pluck {
     pub duration_s: f32,
     pub release_ms: f32,
     pub thinness: f32,
+    pub tone_hz: f32,
 }
 
 /// A bowed string: detuned saws with delayed vibrato under a slow swell.
@@ -244,7 +245,7 @@ fn pluck_string(p: &Pluck, f: f32) -> (Box<dyn AudioUnit>, f32) {
         }
     });
     let string = zero() >> pluck(f, p.gain_per_second, p.damping);
-    let unit = (string >> highpass_hz(f * p.thinness, 0.7)) * damper;
+    let unit = (string >> highpass_hz(f * p.thinness, 0.7) >> lowpass_hz(p.tone_hz, 0.5)) * damper;
     (Box::new(unit), hold + release)
 }
 

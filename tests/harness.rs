@@ -14,8 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 use support::wav::parse_wav_lenient;
 use support::{
     cents, count_clipped, fft, nearest_csharp_pentatonic, onsets, peak_abs, read_wav_lenient,
-    require_tool, run_command, spectrum_peak, wikimon_edit, wikimon_newuser, DeviceTap,
-    JackServer, Step, Summary, WsServer, SAMPLE_RATE,
+    require_tool, run_command, spectrum_peak, wikimon_edit, wikimon_newuser, DeviceTap, JackServer,
+    Step, Summary, WsServer, SAMPLE_RATE,
 };
 
 const SR: u32 = SAMPLE_RATE;
@@ -93,10 +93,7 @@ fn fft_matches_a_direct_dft() {
 #[test]
 fn spectrum_peak_of_a_csharp4_sine_is_within_one_cent() {
     let f = spectrum_peak(&sine(277.18, 0.5, 0.5), SR, 50.0, 2000.0);
-    assert!(
-        cents(f, 277.18).abs() < 1.0,
-        "277.18 Hz measured as {f} Hz"
-    );
+    assert!(cents(f, 277.18).abs() < 1.0, "277.18 Hz measured as {f} Hz");
 }
 
 #[test]
@@ -118,7 +115,10 @@ fn spectrum_peak_only_looks_inside_its_band() {
     let mut signal = sine(440.0, 0.5, 0.8);
     mix_at(&mut signal, 0.0, &sine(1108.73, 0.5, 0.1));
     let f = spectrum_peak(&signal, SR, 800.0, 2000.0);
-    assert!(cents(f, 1108.73).abs() < 1.0, "band 800..2000 Hz gave {f} Hz");
+    assert!(
+        cents(f, 1108.73).abs() < 1.0,
+        "band 800..2000 Hz gave {f} Hz"
+    );
 }
 
 #[test]
@@ -129,7 +129,12 @@ fn onsets_finds_three_spaced_tone_bursts() {
         mix_at(&mut signal, at, &struck(freq, 0.4, 0.15));
     }
     let found = onsets(&signal, SR);
-    assert_eq!(found.len(), 3, "onsets at {:?} ms", found.iter().map(|&i| ms(i)).collect::<Vec<_>>());
+    assert_eq!(
+        found.len(),
+        3,
+        "onsets at {:?} ms",
+        found.iter().map(|&i| ms(i)).collect::<Vec<_>>()
+    );
     for (&i, &at) in found.iter().zip(&starts) {
         let error_ms = ms(i) - at * 1000.0;
         assert!(
@@ -157,8 +162,16 @@ fn onsets_ignores_a_reverb_tail_but_hears_a_note_inside_it() {
     mix_at(&mut signal, 0.9, &struck(466.16, 0.6, 0.2));
     let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
     assert_eq!(found.len(), 2, "onsets at {found:?} ms");
-    assert!((95.0..=105.0).contains(&found[0]), "first onset at {} ms", found[0]);
-    assert!((895.0..=905.0).contains(&found[1]), "second onset at {} ms", found[1]);
+    assert!(
+        (95.0..=105.0).contains(&found[0]),
+        "first onset at {} ms",
+        found[0]
+    );
+    assert!(
+        (895.0..=905.0).contains(&found[1]),
+        "second onset at {} ms",
+        found[1]
+    );
 }
 
 #[test]
@@ -174,7 +187,11 @@ fn onsets_counts_a_slow_swell_once() {
     mix_at(&mut signal, 0.25, &swell);
     let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
     assert_eq!(found.len(), 1, "onsets at {found:?} ms");
-    assert!((250.0..=300.0).contains(&found[0]), "swell onset at {} ms", found[0]);
+    assert!(
+        (250.0..=300.0).contains(&found[0]),
+        "swell onset at {} ms",
+        found[0]
+    );
 }
 
 #[test]
@@ -194,22 +211,32 @@ fn cents_measures_intervals() {
     assert!((cents(440.0 * 2f64.powf(1.0 / 1200.0), 440.0) - 1.0).abs() < 1e-9);
 }
 
+/// The 12-TET frequency of a MIDI note, A4 (69) = 440 Hz.
+fn note_hz(midi: i32) -> f64 {
+    440.0 * 2f64.powf(f64::from(midi - 69) / 12.0)
+}
+
 #[test]
 fn nearest_csharp_pentatonic_names_the_scale_note_and_the_offset() {
     let check = |f: f64, name: &str, offset: f64| {
         let (got, off) = nearest_csharp_pentatonic(f);
         assert_eq!(got, name, "{f} Hz");
-        assert!((off - offset).abs() < 0.05, "{f} Hz: {off} cents, expected {offset}");
+        assert!(
+            (off - offset).abs() < 1e-6,
+            "{f} Hz: {off} cents, expected {offset}"
+        );
     };
-    check(277.18, "C#4", -0.01);
-    check(311.13, "D#4", 0.0);
-    check(739.99, "F#5", 0.0);
-    check(103.83, "G#2", 0.0);
-    check(1864.66, "A#6", 0.0);
+    check(note_hz(61), "C#4", 0.0);
+    check(note_hz(63), "D#4", 0.0);
+    check(note_hz(78), "F#5", 0.0);
+    check(note_hz(44), "G#2", 0.0);
+    check(note_hz(94), "A#6", 0.0);
+    check(note_hz(61) * 2f64.powf(-30.0 / 1200.0), "C#4", -30.0);
     // Not on the scale: the nearest scale note, and how far off.
-    check(430.0, "G#4", 60.15);
-    check(261.63, "C#4", -100.0);
-    check(293.66, "C#4", 100.0);
+    check(430.0, "G#4", cents(430.0, note_hz(68)));
+    check(note_hz(60), "C#4", -100.0);
+    check(note_hz(64), "D#4", 100.0);
+    check(note_hz(71), "A#4", 100.0);
 }
 
 #[test]
@@ -245,7 +272,10 @@ fn wav_reader_reads_a_complete_file() {
     write_hound(&path, 2, &[[0, 16384], [-32768, 32767], [1, -1]]);
     let wav = read_wav_lenient(&path).expect("read");
     assert!(wav.header_complete);
-    assert_eq!((wav.sample_rate, wav.channels.len(), wav.frames()), (SR, 2, 3));
+    assert_eq!(
+        (wav.sample_rate, wav.channels.len(), wav.frames()),
+        (SR, 2, 3)
+    );
     assert_eq!(wav.channel(0), &[0.0, -1.0, 1.0 / 32768.0]);
     assert_eq!(wav.channel(1), &[0.5, 32767.0 / 32768.0, -1.0 / 32768.0]);
 }
@@ -269,8 +299,13 @@ fn wav_reader_takes_samples_to_the_end_when_the_header_was_never_finished() {
     assert!(!wav.header_complete);
     assert_eq!(wav.frames(), 3);
     assert_eq!(wav.channel(1)[2], 600.0 / 32768.0);
-    let hound_frames = hound::WavReader::new(&bytes[..]).map(|r| r.len()).unwrap_or(0);
-    assert_eq!(hound_frames, 0, "hound now reads unfinished headers; the hand parser may go");
+    let hound_frames = hound::WavReader::new(&bytes[..])
+        .map(|r| r.len())
+        .unwrap_or(0);
+    assert_eq!(
+        hound_frames, 0,
+        "hound now reads unfinished headers; the hand parser may go"
+    );
 }
 
 #[test]
@@ -300,7 +335,10 @@ fn run_command_captures_output_and_exit_code() {
     let out = run_command(command, Duration::from_secs(10));
     assert!(!out.timed_out);
     assert_eq!(out.status.code(), Some(3));
-    assert_eq!((out.stdout.as_str(), out.stderr.as_str()), ("out\n", "err\n"));
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("out\n", "err\n")
+    );
 }
 
 #[test]
@@ -310,7 +348,11 @@ fn run_command_kills_a_process_that_overruns() {
     let out = run_command(command, Duration::from_millis(300));
     assert!(out.timed_out);
     assert!(!out.status.success());
-    assert!(out.elapsed < Duration::from_secs(5), "killed only after {:?}", out.elapsed);
+    assert!(
+        out.elapsed < Duration::from_secs(5),
+        "killed only after {:?}",
+        out.elapsed
+    );
 }
 
 #[test]
@@ -350,7 +392,10 @@ fn ws_server_plays_each_connection_its_script_and_counts_reconnections() {
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("first connection");
-        assert_eq!(ws.next().await.expect("frame").expect("ok"), Message::text("first"));
+        assert_eq!(
+            ws.next().await.expect("frame").expect("ok"),
+            Message::text("first")
+        );
         let binary = ws.next().await.expect("frame").expect("ok");
         let sent_at = Instant::now();
         assert_eq!(binary, Message::binary(vec![1, 2, 3]));
@@ -358,15 +403,28 @@ fn ws_server_plays_each_connection_its_script_and_counts_reconnections() {
             ws.next().await.expect("frame").expect("ok"),
             Message::text("after the pause")
         );
-        assert!(sent_at.elapsed() >= Duration::from_millis(280), "pause was {:?}", sent_at.elapsed());
+        assert!(
+            sent_at.elapsed() >= Duration::from_millis(280),
+            "pause was {:?}",
+            sent_at.elapsed()
+        );
         // Dropped without a close frame: an error or the end, never a message.
-        assert!(!matches!(ws.next().await, Some(Ok(_))), "dropped connection delivered a message");
+        assert!(
+            !matches!(ws.next().await, Some(Ok(_))),
+            "dropped connection delivered a message"
+        );
 
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("second connection");
-        assert_eq!(ws.next().await.expect("frame").expect("ok"), Message::text("second"));
-        assert!(matches!(ws.next().await, Some(Ok(Message::Close(_)))), "expected a close frame");
+        assert_eq!(
+            ws.next().await.expect("frame").expect("ok"),
+            Message::text("second")
+        );
+        assert!(
+            matches!(ws.next().await, Some(Ok(Message::Close(_)))),
+            "expected a close frame"
+        );
     });
     assert_eq!(server.connections(), 2, "server log: {:?}", server.log());
     assert_eq!(server.frames_sent(), 4);
@@ -374,12 +432,18 @@ fn ws_server_plays_each_connection_its_script_and_counts_reconnections() {
 
 #[test]
 fn ws_server_sends_raw_text_and_then_stays_open() {
-    let server = WsServer::start(vec![Step::RawText(b"{}".to_vec()), Step::RawText(vec![b'{', 0xff, 0xfe])]);
+    let server = WsServer::start(vec![
+        Step::RawText(b"{}".to_vec()),
+        Step::RawText(vec![b'{', 0xff, 0xfe]),
+    ]);
     client_runtime().block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("connect");
-        assert_eq!(ws.next().await.expect("frame").expect("ok"), Message::text("{}"));
+        assert_eq!(
+            ws.next().await.expect("frame").expect("ok"),
+            Message::text("{}")
+        );
         let invalid = ws.next().await.expect("frame");
         assert!(
             matches!(invalid, Err(tokio_tungstenite::tungstenite::Error::Utf8(_))),
@@ -391,7 +455,10 @@ fn ws_server_sends_raw_text_and_then_stays_open() {
         let (mut ws, _) = tokio_tungstenite::connect_async(server.url())
             .await
             .expect("reconnect");
-        assert_eq!(ws.next().await.expect("frame").expect("ok"), Message::text("{}"));
+        assert_eq!(
+            ws.next().await.expect("frame").expect("ok"),
+            Message::text("{}")
+        );
         let _invalid = ws.next().await;
     });
     let idle_server = WsServer::start(vec![Step::text("only")]);
@@ -399,7 +466,10 @@ fn ws_server_sends_raw_text_and_then_stays_open() {
         let (mut ws, _) = tokio_tungstenite::connect_async(idle_server.url())
             .await
             .expect("connect");
-        assert_eq!(ws.next().await.expect("frame").expect("ok"), Message::text("only"));
+        assert_eq!(
+            ws.next().await.expect("frame").expect("ok"),
+            Message::text("only")
+        );
         let quiet = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
         assert!(quiet.is_err(), "idle connection sent {quiet:?}");
     });
@@ -457,7 +527,8 @@ fn missing_tool_names_its_package() {
         .map(|m| *m)
         .unwrap_or_default();
     assert!(
-        message.contains("`carillon-no-such-tool` is not installed") && message.contains("apt-get install -y --no-install-recommends carillon-pkg"),
+        message.contains("`carillon-no-such-tool` is not installed")
+            && message.contains("apt-get install -y --no-install-recommends carillon-pkg"),
         "{message}"
     );
 }
@@ -477,14 +548,25 @@ fn jack_file_chain_records_an_aplay_tone_exactly_and_in_real_time() {
     let sent = read_wav_lenient(&tone).expect("sox tone");
 
     let mut aplay = Command::new("aplay");
-    aplay.arg("-q").arg(&tone).envs(tap.env().iter().map(|(k, v)| (k, v)));
+    aplay
+        .arg("-q")
+        .arg(&tone)
+        .envs(tap.env().iter().map(|(k, v)| (k, v)));
     let out = run_command(aplay, Duration::from_secs(30));
     out.assert_success();
 
     let got = tap.read();
-    assert!(got.header_complete, "aplay closed the device, so the header should be final");
+    assert!(
+        got.header_complete,
+        "aplay closed the device, so the header should be final"
+    );
     assert_eq!((got.sample_rate, got.channels.len()), (SR, 2));
-    assert!(got.frames() >= sent.frames(), "recorded {} of {} frames", got.frames(), sent.frames());
+    assert!(
+        got.frames() >= sent.frames(),
+        "recorded {} of {} frames",
+        got.frames(),
+        sent.frames()
+    );
     for c in 0..2 {
         assert!(
             got.channel(c)[..sent.frames()] == *sent.channel(c),
@@ -521,7 +603,10 @@ fn device_fails_without_its_jack_server() {
     drop(server);
 
     let mut aplay = Command::new("aplay");
-    aplay.arg("-q").arg(&tone).envs(tap.env().iter().map(|(k, v)| (k, v)));
+    aplay
+        .arg("-q")
+        .arg(&tone)
+        .envs(tap.env().iter().map(|(k, v)| (k, v)));
     let out = run_command(aplay, Duration::from_secs(30));
     assert!(
         !out.timed_out && !out.status.success(),
@@ -542,7 +627,8 @@ fn jack_servers_are_private_and_stop_when_dropped() {
     );
     let ports = |name: &str| {
         let mut lsp = Command::new("jack_lsp");
-        lsp.env("JACK_DEFAULT_SERVER", name).env("JACK_NO_START_SERVER", "1");
+        lsp.env("JACK_DEFAULT_SERVER", name)
+            .env("JACK_NO_START_SERVER", "1");
         run_command(lsp, Duration::from_secs(10)).stdout
     };
     for server in [&first, &second] {
@@ -557,6 +643,13 @@ fn jack_servers_are_private_and_stop_when_dropped() {
     let mut check = Command::new("jack_wait");
     check.arg("-c").env("JACK_DEFAULT_SERVER", &name);
     let out = run_command(check, Duration::from_secs(10));
-    assert_eq!(out.stdout.trim(), "not running", "server {name} survived its drop");
-    assert!(ports(second.name()).contains("system:playback_1"), "the other server went too");
+    assert_eq!(
+        out.stdout.trim(),
+        "not running",
+        "server {name} survived its drop"
+    );
+    assert!(
+        ports(second.name()).contains("system:playback_1"),
+        "the other server went too"
+    );
 }

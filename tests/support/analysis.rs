@@ -7,7 +7,11 @@ use std::f64::consts::PI;
 /// Panics unless both slices have the same power-of-two length.
 pub fn fft(re: &mut [f64], im: &mut [f64]) {
     let n = re.len();
-    assert_eq!(n, im.len(), "fft: real and imaginary parts differ in length");
+    assert_eq!(
+        n,
+        im.len(),
+        "fft: real and imaginary parts differ in length"
+    );
     assert!(n.is_power_of_two(), "fft: length {n} is not a power of two");
     if n < 2 {
         return;
@@ -92,63 +96,94 @@ pub fn spectrum_peak(samples: &[f32], sample_rate: u32, lo_hz: f64, hi_hz: f64) 
     (peak as f64 + offset) * bin_hz
 }
 
-/// Sample indices where notes start, found from rises of short-time energy.
+/// Sample indices where notes start, found from short-window energy rises in
+/// each frequency band, so that a new note is heard over the ringing of
+/// earlier ones (reverb, long decays) as long as it is at another pitch.
 ///
-/// The signal is cut into 5 ms hops. A note starts where the energy of a
-/// 20 ms window is at least 6 dB above the mean energy of the 40 ms just
-/// before it, and within 45 dB of the loudest window. After an onset the
-/// detector waits until the rise has fallen below 3 dB (the note reached its
-/// peak or sustain) before it accepts another, and onsets are at least 40 ms
-/// apart. A decaying tail (reverb, release) never rises, so it never
-/// triggers; a new note over a tail does if it adds 6 dB to the window.
-/// Each index is the start of the first 5 ms hop that carries the rise, so it
-/// is within 5 ms of a sharp attack (later for a slow swell).
+/// Every 5 ms, the spectrum of the last 21 ms (1024 samples at 48 kHz, Hann
+/// window) is compared bin by bin with the mean spectrum of the 35 ms before
+/// that window. Energy in bins that rose by 6 dB or more is new; a note starts
+/// where new energy is at least a quarter of the window's energy, and the
+/// window is within 45 dB of the loudest one. After an onset the detector
+/// waits for the share of new energy to fall below a tenth (the attack is
+/// over) before it accepts another, and onsets are at least 40 ms apart.
+///
+/// A decaying tail never rises, so it never triggers; a noise-like tail has
+/// only a few per-bin swells of 6 dB, far from a quarter of its energy. Each
+/// index is the start of the newest 5 ms of the window that first carries the
+/// rise: within 5 ms of a sharp attack (later for a slow swell). The same pitch
+/// repeated over its own ringing is heard only if it adds 6 dB to its bins.
 pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     const RISE_DB: f64 = 6.0;
-    const REARM_DB: f64 = 3.0;
+    const ONSET_SHARE: f64 = 0.25;
+    const REARM_SHARE: f64 = 0.1;
     const GATE_DB: f64 = 45.0;
-    const WINDOW_HOPS: usize = 4;
-    const BASELINE_HOPS: usize = 8;
-    // Below -100 dBFS is silence: keeps log ratios finite.
-    const FLOOR: f64 = 1e-10;
+    // Baseline: the windows that end 25..60 ms before the current one ends,
+    // i.e. just before the current window starts.
+    const BASELINE: std::ops::Range<usize> = 5..13;
+    // Per-bin power below this is silence: keeps ratios finite.
+    const FLOOR: f64 = 1e-12;
 
     let hop = (sample_rate as usize / 200).max(1);
-    let hop_energy: Vec<f64> = samples
-        .chunks_exact(hop)
-        .map(|h| h.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / hop as f64)
-        .collect();
-    if hop_energy.len() < WINDOW_HOPS {
+    let window = (sample_rate as usize / 50).next_power_of_two();
+    if samples.len() < window {
         return Vec::new();
     }
-    let mean = |slice: &[f64]| {
-        if slice.is_empty() {
-            0.0
-        } else {
-            slice.iter().sum::<f64>() / slice.len() as f64
-        }
-    };
-    let windows: Vec<f64> = hop_energy.windows(WINDOW_HOPS).map(mean).collect();
-    let loudest = windows.iter().copied().fold(0.0, f64::max);
-    let gate = (loudest * 10f64.powf(-GATE_DB / 10.0)).max(FLOOR);
-    let rise_factor = 10f64.powf(RISE_DB / 10.0);
+    let hann: Vec<f64> = (0..window)
+        .map(|i| 0.5 - 0.5 * (2.0 * PI * i as f64 / window as f64).cos())
+        .collect();
+    // spectra[t]: power per bin of the window ending at (t + 1) * hop.
+    let first = window.div_ceil(hop) - 1;
+    let spectra: Vec<Vec<f64>> = (first..samples.len() / hop)
+        .map(|t| {
+            let end = (t + 1) * hop;
+            let mut re: Vec<f64> = samples[end - window..end]
+                .iter()
+                .zip(&hann)
+                .map(|(&s, &w)| f64::from(s) * w)
+                .collect();
+            let mut im = vec![0.0; window];
+            fft(&mut re, &mut im);
+            (1..window / 2)
+                .map(|k| re[k] * re[k] + im[k] * im[k])
+                .collect()
+        })
+        .collect();
+    let energy: Vec<f64> = spectra.iter().map(|s| s.iter().sum()).collect();
+    let loudest = energy.iter().copied().fold(0.0, f64::max);
+    let gate = loudest * 10f64.powf(-GATE_DB / 10.0);
+    let rise = 10f64.powf(RISE_DB / 10.0);
     let min_gap = (sample_rate as usize / 25).max(1);
 
     let mut found: Vec<usize> = Vec::new();
     let mut armed = true;
-    for (k, &window) in windows.iter().enumerate() {
-        let baseline = mean(&hop_energy[k.saturating_sub(BASELINE_HOPS)..k]) + FLOOR;
-        let rise_db = 10.0 * ((window + FLOOR) / baseline).log10();
+    for (i, spectrum) in spectra.iter().enumerate() {
+        let earlier = &spectra[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
+        let new_energy: f64 = spectrum
+            .iter()
+            .enumerate()
+            .map(|(k, &power)| {
+                let baseline = if earlier.is_empty() {
+                    0.0
+                } else {
+                    earlier.iter().map(|s| s[k]).sum::<f64>() / earlier.len() as f64
+                };
+                if power + FLOOR >= rise * (baseline + FLOOR) {
+                    power - baseline
+                } else {
+                    0.0
+                }
+            })
+            .sum();
+        let share = new_energy / (energy[i] + FLOOR);
         if !armed {
-            armed = rise_db < REARM_DB;
+            armed = share < REARM_SHARE;
             continue;
         }
-        if rise_db < RISE_DB || window < gate {
+        if share < ONSET_SHARE || energy[i] < gate || energy[i] < FLOOR {
             continue;
         }
-        let first_loud_hop = (k..k + WINDOW_HOPS)
-            .find(|&j| hop_energy[j] >= baseline * rise_factor)
-            .unwrap_or(k);
-        let at = first_loud_hop * hop;
+        let at = (first + i) * hop;
         if found.last().is_none_or(|&last| at >= last + min_gap) {
             found.push(at);
             armed = false;
@@ -179,7 +214,11 @@ pub fn nearest_csharp_pentatonic(f: f64) -> (String, f64) {
     // The scale's widest step is 3 semitones, so a scale note lies within 2.
     let note = (rounded - 2..=rounded + 2)
         .filter(|n| SCALE.contains(&n.rem_euclid(12)))
-        .min_by(|a, b| (midi - *a as f64).abs().total_cmp(&(midi - *b as f64).abs()))
+        .min_by(|a, b| {
+            (midi - *a as f64)
+                .abs()
+                .total_cmp(&(midi - *b as f64).abs())
+        })
         .unwrap_or(rounded);
     let name = format!(
         "{}{}",

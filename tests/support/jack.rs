@@ -40,9 +40,9 @@ impl JackServer {
         let log_path = dir.path().join("jackd.log");
         let log = File::create(&log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-        let log_err = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("cannot duplicate the handle of {}: {e}", log_path.display()));
+        let log_err = log.try_clone().unwrap_or_else(|e| {
+            panic!("cannot duplicate the handle of {}: {e}", log_path.display())
+        });
         let started = Instant::now();
         let child = Command::new("jackd")
             .args(["-n", &name, "--no-realtime", "-d", "dummy"])

@@ -49,8 +49,7 @@ impl Wav {
 /// header: a zero or too large `data` size means "to the end of the file", and
 /// a trailing partial frame is dropped.
 pub fn read_wav_lenient(path: &Path) -> Result<Wav, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     parse_wav_lenient(&bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -202,7 +202,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, script_for: Arc
                 continue;
             }
         };
-        tokio::spawn(serve(tcp, peer, Arc::clone(&shared), Arc::clone(&script_for)));
+        tokio::spawn(serve(
+            tcp,
+            peer,
+            Arc::clone(&shared),
+            Arc::clone(&script_for),
+        ));
     }
 }
 
@@ -240,9 +245,11 @@ async fn play(ws: &mut WebSocketStream<TcpStream>, script: &[Step], shared: &Sha
         let message = match step {
             Step::Text(text) => Message::text(text.as_str()),
             Step::Binary(bytes) => Message::binary(bytes.clone()),
-            Step::RawText(bytes) => {
-                Message::Frame(Frame::message(bytes.clone(), OpCode::Data(Data::Text), true))
-            }
+            Step::RawText(bytes) => Message::Frame(Frame::message(
+                bytes.clone(),
+                OpCode::Data(Data::Text),
+                true,
+            )),
             Step::Sleep(duration) => match idle(ws, Some(*duration)).await {
                 Ended::SleepDone => continue,
                 other => return other,

@@ -1,0 +1,119 @@
+//! The audio half must never allocate or free memory: a counting global allocator
+//! watches every allocation made on this thread while `AudioHalf::render` runs.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+
+use carillon::config::Config;
+use carillon::engine::engine;
+use carillon::event::EventKind;
+use carillon::instrument::Instruments;
+use carillon::score::{InstrumentId, Note};
+
+struct Counting;
+
+thread_local! {
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+    // Per thread, so that tests running side by side don't count each other's.
+    static SEEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Count an allocation or free if this thread is being watched.
+fn note_allocation() {
+    if WATCHING.try_with(|w| w.get()).unwrap_or(false) {
+        let _ = SEEN.try_with(|s| s.set(s.get() + 1));
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note_allocation();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note_allocation();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note_allocation();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations and frees made on this thread while `f` runs.
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let before = SEEN.with(|s| s.get());
+    WATCHING.with(|w| w.set(true));
+    f();
+    WATCHING.with(|w| w.set(false));
+    SEEN.with(|s| s.get()) - before
+}
+
+fn note(i: u64) -> Note {
+    let instrument = (i % 3) as u8;
+    Note {
+        instrument: InstrumentId(instrument),
+        frequency: 110.0 * (1.0 + (i % 17) as f32 / 4.0),
+        midi: 45,
+        velocity: 0.8,
+        pan: ((i % 5) as f32 - 2.0) / 2.0,
+        seed: i,
+        kind: [EventKind::Addition, EventKind::Removal, EventKind::NewMember][instrument as usize],
+    }
+}
+
+#[test]
+fn the_allocation_detector_sees_an_allocation() {
+    let n = allocations_during(|| {
+        let v = std::hint::black_box(vec![1u8; 16]);
+        drop(v);
+    });
+    assert!(n >= 2, "the counting allocator missed an allocation and a free");
+}
+
+#[test]
+fn audio_callback_does_not_allocate() {
+    let mut config = Config::defaults();
+    // A small polyphony, so that voices are stolen and retired during the test.
+    config.engine.polyphony = 8;
+    let instruments = Instruments::built_in().expect("built-in instruments");
+    let (mut control, mut audio) = engine(&config.engine, instruments, 48_000.0);
+    // Device buffers of many sizes, including ones that split fundsp's blocks.
+    let sizes = [256usize, 64, 1, 100, 512, 37, 128];
+    let mut buffer = vec![0.0f32; 512 * 2];
+    let mut i = 0;
+    let mut total = 0;
+    for round in 0..300 {
+        // Notes in the past (late), inside the coming buffer, and ahead of it.
+        for k in 0..3u64 {
+            let clock = audio.clock();
+            let start = match k {
+                0 => clock.saturating_sub(100),
+                1 => clock + 30,
+                _ => clock + 3_000,
+            };
+            if control.play(&note(i), start).is_ok() {
+                i += 1;
+            }
+        }
+        control.set_volume(if round % 50 < 25 { 0.8 } else { 0.3 });
+        let frames = sizes[round % sizes.len()];
+        let out = &mut buffer[..frames * 2];
+        total += allocations_during(|| audio.render(out, 2));
+        control.collect();
+    }
+    let shared = control.shared();
+    assert!(
+        shared.stolen.load(Ordering::Relaxed) > 0,
+        "the test should exercise voice stealing"
+    );
+    assert!(shared.late.load(Ordering::Relaxed) > 0, "and late notes");
+    assert_eq!(
+        total, 0,
+        "AudioHalf::render allocated or freed memory {total} times; the audio thread must not"
+    );
+}
