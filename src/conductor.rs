@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::{relative_to, Config};
-use crate::engine::{engine, ControlHalf};
+use crate::engine::{engine, ControlHalf, BLOCK};
 use crate::ingest::demo::Demo;
 use crate::ingest::replay::{self, Timed};
 use crate::ingest::{self, Arrival, Delivery, SourceSpec};
@@ -173,10 +173,11 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             opts.device.buffer_frames.to_string()
         }
     );
-    // Notes start a fixed time after their arrival, at least two buffers ahead, so that
-    // none is late and the start does not depend on where in a buffer it arrived.
+    // Notes start a fixed time after their arrival, far enough ahead (two device
+    // buffers and the engine's one block of look-ahead) that none is late, so that the
+    // start does not depend on where in a buffer the event arrived.
     let latency_frames = ((config.engine.latency_ms / 1000.0 * sr) as u64)
-        .max(2 * opts.device.buffer_frames as u64);
+        .max(2 * opts.device.buffer_frames as u64 + BLOCK as u64);
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));

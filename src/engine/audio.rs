@@ -39,7 +39,12 @@ pub struct AudioHalf {
     mix: BufferArray<U2>,
     bus_out: BufferArray<U2>,
     voice_out: BufferArray<U1>,
+    /// Frames rendered by the engine: always whole blocks, ahead of what was delivered.
     clock: u64,
+    /// Frames delivered to the output: the stream clock.
+    delivered: u64,
+    /// Read position in `bus_out`; BLOCK when the block is used up.
+    read: usize,
     fade_frames: u64,
     volume: f32,
     volume_coeff: f32,
@@ -72,6 +77,8 @@ impl AudioHalf {
             bus_out: BufferArray::new(),
             voice_out: BufferArray::new(),
             clock: 0,
+            delivered: 0,
+            read: BLOCK,
             fade_frames: (FADE_SECONDS * sample_rate).max(1.0) as u64,
             volume: shared.volume(),
             // Volume changes glide with a 20 ms time constant: no zipper noise.
@@ -83,25 +90,34 @@ impl AudioHalf {
         }
     }
 
-    /// Frames rendered so far.
+    /// Frames delivered so far: the stream clock.
     pub fn clock(&self) -> u64 {
-        self.clock
+        self.delivered
     }
 
     /// Fill `out`, interleaved with `channels` channels, with the next frames of the
     /// stream. Real-time safe: no allocation, lock, blocking call, log or panic.
+    ///
+    /// The engine always renders whole blocks aligned on the stream clock and serves
+    /// the caller from them, so the output does not depend on the caller's buffer size;
+    /// it renders at most one block ahead, so a note must be scheduled at least one
+    /// block (64 frames) after the current clock to start exactly on time.
     pub fn render(&mut self, out: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let now_ns = self.epoch.elapsed().as_nanos() as f64;
-        let origin = now_ns - self.clock as f64 * self.sample_period_ns;
+        let origin = now_ns - self.delivered as f64 * self.sample_period_ns;
         self.shared.origin_ns.store(origin as i64 as u64, Release);
         let frames = out.len() / channels;
         let mut done = 0;
         while done < frames {
-            let n = BLOCK.min(frames - done);
-            self.render_block(n);
+            if self.read == BLOCK {
+                self.render_block();
+                self.read = 0;
+            }
+            let n = (BLOCK - self.read).min(frames - done);
             let bus = self.bus_out.buffer_ref();
-            let (left, right) = (bus.channel_f32(0), bus.channel_f32(1));
+            let left = &bus.channel_f32(0)[self.read..self.read + n];
+            let right = &bus.channel_f32(1)[self.read..self.read + n];
             for (i, frame) in out[done * channels..(done + n) * channels]
                 .chunks_exact_mut(channels)
                 .enumerate()
@@ -116,13 +132,16 @@ impl AudioHalf {
                     [] => {}
                 }
             }
+            self.read += n;
             done += n;
         }
-        self.shared.frames.store(self.clock, Release);
+        self.delivered += frames as u64;
+        self.shared.frames.store(self.delivered, Release);
     }
 
-    /// Render `n` ≤ BLOCK frames into `bus_out`.
-    fn render_block(&mut self, n: usize) {
+    /// Render the next block into `bus_out`.
+    fn render_block(&mut self) {
+        let n = BLOCK;
         let t0 = self.clock;
         let t1 = t0 + n as u64;
         self.receive(t0);

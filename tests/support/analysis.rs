@@ -121,6 +121,8 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     // Baseline: the windows that end 25..60 ms before the current one ends,
     // i.e. just before the current window starts.
     const BASELINE: std::ops::Range<usize> = 5..13;
+    // How far (in 5 ms hops) an onset may be moved back to where it began.
+    const MAX_BACKTRACK: usize = 4;
     // Per-bin power below this is silence: keeps ratios finite.
     const FLOOR: f64 = 1e-12;
 
@@ -155,35 +157,53 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     let rise = 10f64.powf(RISE_DB / 10.0);
     let min_gap = (sample_rate as usize / 25).max(1);
 
+    // The share of each window's energy that is new.
+    let shares: Vec<f64> = spectra
+        .iter()
+        .enumerate()
+        .map(|(i, spectrum)| {
+            let earlier = &spectra[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
+            let new_energy: f64 = spectrum
+                .iter()
+                .enumerate()
+                .map(|(k, &power)| {
+                    let baseline = if earlier.is_empty() {
+                        0.0
+                    } else {
+                        earlier.iter().map(|s| s[k]).sum::<f64>() / earlier.len() as f64
+                    };
+                    if power + FLOOR >= rise * (baseline + FLOOR) {
+                        power - baseline
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            new_energy / (energy[i] + FLOOR)
+        })
+        .collect();
+
     let mut found: Vec<usize> = Vec::new();
     let mut armed = true;
-    for (i, spectrum) in spectra.iter().enumerate() {
-        let earlier = &spectra[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
-        let new_energy: f64 = spectrum
-            .iter()
-            .enumerate()
-            .map(|(k, &power)| {
-                let baseline = if earlier.is_empty() {
-                    0.0
-                } else {
-                    earlier.iter().map(|s| s[k]).sum::<f64>() / earlier.len() as f64
-                };
-                if power + FLOOR >= rise * (baseline + FLOOR) {
-                    power - baseline
-                } else {
-                    0.0
-                }
-            })
-            .sum();
-        let share = new_energy / (energy[i] + FLOOR);
+    for (i, &share) in shares.iter().enumerate() {
         if !armed {
             armed = share < REARM_SHARE;
             continue;
         }
-        if share < ONSET_SHARE || energy[i] < gate || energy[i] < FLOOR {
+        // A note adds energy; a sound cut short splatters over many bins,
+        // but the window as a whole gets quieter.
+        let before = &energy[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
+        let louder = before.is_empty() || energy[i] * before.len() as f64 > before.iter().sum::<f64>();
+        if share < ONSET_SHARE || !louder || energy[i] < gate || energy[i] < FLOOR {
             continue;
         }
-        let at = (first + i) * hop;
+        // Over loud ringing the share builds up over a few windows before it
+        // crosses the threshold: the note started where it began to build.
+        let mut start = i;
+        while start > i.saturating_sub(MAX_BACKTRACK) && shares[start - 1] >= REARM_SHARE {
+            start -= 1;
+        }
+        let at = (first + start) * hop;
         if found.last().is_none_or(|&last| at >= last + min_gap) {
             found.push(at);
             armed = false;

@@ -1,0 +1,117 @@
+//! The `carillon` binary's offline paths: render determinism, and clear errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+
+fn corpus(path: &str) -> String {
+    let full = format!("{CORPUS}/{path}");
+    assert!(
+        std::path::Path::new(&full).exists(),
+        "missing the shared corpus file {full}: the tests expect ../shared/corpus beside the repository"
+    );
+    full
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("carillon-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch folder");
+    dir.join(name)
+}
+
+fn carillon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_carillon"))
+        .args(args)
+        .env("CARILLON_LOG", "warn")
+        .output()
+        .expect("run the carillon binary")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
+    let source = format!("replay:{}", corpus("wikimon/wikiticker-all-0600-1h.jsonl"));
+    let (a, b, c) = (scratch("a.wav"), scratch("b.wav"), scratch("c.wav"));
+    for (out, seed) in [(&a, "5"), (&b, "5"), (&c, "6")] {
+        let o = carillon(&[
+            "render", "--source", &source, "--duration", "90", "--speed", "4", "--seed", seed,
+            "-o", out.to_str().expect("utf-8 path"),
+        ]);
+        assert!(o.status.success(), "render failed: {}", stderr(&o));
+    }
+    let (a, b, c) = (
+        std::fs::read(a).expect("read a.wav"),
+        std::fs::read(b).expect("read b.wav"),
+        std::fs::read(c).expect("read c.wav"),
+    );
+    // 90 s of 48 kHz 16-bit stereo, plus the header.
+    assert_eq!(a.len(), 44 + 90 * 48_000 * 4);
+    assert!(a == b, "two renders with the same seed differ");
+    assert!(a != c, "the seed should change the voices' randomness");
+    assert!(a[44..].iter().any(|&x| x != 0), "the render is silent");
+}
+
+#[test]
+fn render_counts_notes_of_a_real_stream() {
+    let source = format!("replay:{}", corpus("wikimon/wikiticker-en-0600-1h.jsonl"));
+    let out = scratch("en.wav");
+    let o = carillon(&[
+        "render", "--source", &source, "--duration", "120", "--speed", "10", "-o",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "render failed: {}", stderr(&o));
+    let summary = stderr(&o);
+    let field = |key: &str| -> u64 {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key}= in: {summary}"))
+    };
+    // 1200 s of the English hour at 10×: a third of its 373 messages, give or take.
+    assert!(field("events") > 80, "{summary}");
+    assert!(field("notes") > 60, "{summary}");
+    assert_eq!(field("malformed"), 0, "{summary}");
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
+    let path = scratch("bad.toml");
+    std::fs::write(&path, "[score]\nsteps = 24\n[engine]\npolyphonie = 12\n").expect("write");
+    let out = scratch("never.wav");
+    let o = carillon(&[
+        "render", "--config", path.to_str().expect("utf-8"), "--source", "demo",
+        "--duration", "1", "-o", out.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("bad.toml:4:"), "{err}");
+    assert!(err.contains("polyphonie"), "{err}");
+}
+
+#[test]
+fn an_unknown_source_is_explained() {
+    let out = scratch("never2.wav");
+    let o = carillon(&[
+        "render", "--source", "http://example.org", "--duration", "1", "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("ws://") && err.contains("replay:PATH"), "{err}");
+}
+
+#[test]
+fn a_missing_replay_file_is_named() {
+    let out = scratch("never3.wav");
+    let o = carillon(&[
+        "render", "--source", "replay:/nonexistent/feed.jsonl", "--duration", "1", "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/feed.jsonl"), "{}", stderr(&o));
+}
