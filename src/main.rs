@@ -1,6 +1,7 @@
 //! The `carillon` command line: play a live stream, render one to a WAV file, or list
 //! audio devices.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -164,6 +165,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // One TLS crypto provider for wss:// feeds; an error means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
