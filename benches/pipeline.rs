@@ -1,1 +1,112 @@
-fn main(){}
+//! Criterion benches of the hot paths: parsing wikimon messages, scoring events, and
+//! rendering engine blocks with many voices.
+
+use std::hint::black_box;
+
+use carillon::config::Config;
+use carillon::engine::{engine, AudioHalf, ControlHalf};
+use carillon::event::{Event, EventKind};
+use carillon::ingest::wikimon::parse_wikimon;
+use carillon::instrument::Instruments;
+use carillon::score::{InstrumentId, Note, Score};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpus/wikimon/wikiticker-all-0600-1h.jsonl"
+);
+
+fn parsing(c: &mut Criterion) {
+    let text = std::fs::read_to_string(CORPUS)
+        .unwrap_or_else(|e| panic!("the benches read {CORPUS}: {e}"));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut group = c.benchmark_group("parse");
+    group.throughput(Throughput::Elements(lines.len() as u64));
+    group.bench_function("wikimon_recorded_hour", |b| {
+        b.iter(|| {
+            for line in &lines {
+                let _ = black_box(parse_wikimon(black_box(line)));
+            }
+        })
+    });
+    group.finish();
+}
+
+fn scoring(c: &mut Criterion) {
+    let names = ["celesta", "clavichord", "violin"].map(String::from);
+    let config = Config::defaults();
+    let events: Vec<Event> = (0..1000)
+        .map(|i| Event::new(Event::kind_for_size(i * 37 - 9000), i * 37 - 9000, "Some page"))
+        .collect();
+    let mut group = c.benchmark_group("score");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.bench_function("map_1000_events", |b| {
+        b.iter_batched(
+            || Score::new(&config.score, &names).expect("score"),
+            |mut score| {
+                for (i, e) in events.iter().enumerate() {
+                    // One second apart: nothing is throttled, every note is mapped.
+                    black_box(score.map(e, i as f64));
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// An engine with `voices` notes sounding from frame 0 (all three instruments).
+fn sounding_engine(voices: usize) -> (ControlHalf, AudioHalf) {
+    let mut config = Config::defaults();
+    config.engine.polyphony = voices;
+    let (mut control, audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        48_000.0,
+    );
+    for i in 0..voices {
+        let instrument = (i % 3) as u8;
+        let note = Note {
+            instrument: InstrumentId(instrument),
+            frequency: 110.0 + i as f32 * 3.0,
+            midi: 0,
+            velocity: 0.8,
+            pan: 0.0,
+            seed: i as u64,
+            kind: EventKind::Addition,
+        };
+        control.play(&note, 0).expect("queue has room");
+    }
+    (control, audio)
+}
+
+fn engine_block(c: &mut Criterion) {
+    // Voices last 1.5 s or more: measure in runs of 500 blocks (0.67 s) on a fresh
+    // engine each, so every block really has all its voices sounding.
+    const RUN: u64 = 500;
+    let mut group = c.benchmark_group("engine_block_64_frames");
+    for voices in [1usize, 16, 64, 256] {
+        group.bench_function(format!("{voices}_voices"), |b| {
+            b.iter_custom(|iters| {
+                let mut out = vec![0.0f32; 128];
+                let mut total = std::time::Duration::ZERO;
+                let mut done = 0;
+                while done < iters {
+                    let (_control, mut audio) = sounding_engine(voices);
+                    let n = RUN.min(iters - done);
+                    let started = std::time::Instant::now();
+                    for _ in 0..n {
+                        audio.render(black_box(&mut out), 2);
+                    }
+                    total += started.elapsed();
+                    done += n;
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parsing, scoring, engine_block);
+criterion_main!(benches);

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1, U2};
 
+use super::reverb::Reverb;
 use super::{EngineShared, Scheduled, BLOCK};
 
 /// A voice on the audio thread.
@@ -35,8 +36,12 @@ pub struct AudioHalf {
     polyphony: usize,
     incoming: rtrb::Consumer<Scheduled>,
     retired: rtrb::Producer<Box<dyn AudioUnit>>,
-    bus: Box<dyn AudioUnit>,
-    mix: BufferArray<U2>,
+    reverb: Reverb,
+    /// The look-ahead limiter (and ceiling) ending the master bus.
+    limiter: Box<dyn AudioUnit>,
+    mix_l: [f32; BLOCK],
+    mix_r: [f32; BLOCK],
+    bus_in: BufferArray<U2>,
     bus_out: BufferArray<U2>,
     voice_out: BufferArray<U1>,
     /// Frames rendered by the engine: always whole blocks, ahead of what was delivered.
@@ -57,7 +62,8 @@ pub struct AudioHalf {
 impl AudioHalf {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        bus: Box<dyn AudioUnit>,
+        reverb: Reverb,
+        limiter: Box<dyn AudioUnit>,
         incoming: rtrb::Consumer<Scheduled>,
         retired: rtrb::Producer<Box<dyn AudioUnit>>,
         slots: usize,
@@ -72,8 +78,11 @@ impl AudioHalf {
             polyphony,
             incoming,
             retired,
-            bus,
-            mix: BufferArray::new(),
+            reverb,
+            limiter,
+            mix_l: [0.0; BLOCK],
+            mix_r: [0.0; BLOCK],
+            bus_in: BufferArray::new(),
             bus_out: BufferArray::new(),
             voice_out: BufferArray::new(),
             clock: 0,
@@ -145,9 +154,8 @@ impl AudioHalf {
         let t0 = self.clock;
         let t1 = t0 + n as u64;
         self.receive(t0);
-        for ch in 0..2 {
-            self.mix.channel_f32_mut(ch)[..n].fill(0.0);
-        }
+        self.mix_l.fill(0.0);
+        self.mix_r.fill(0.0);
         let fade = self.fade_frames;
         for slot in self.slots.iter_mut() {
             let Some(v) = slot else { continue };
@@ -170,20 +178,20 @@ impl AudioHalf {
                 }
             }
             let samples = &self.voice_out.channel_f32(0)[..len];
-            for (ch, gain) in [(0, v.gain_l), (1, v.gain_r)] {
-                let mix = &mut self.mix.channel_f32_mut(ch)[offset..offset + len];
-                for (m, &s) in mix.iter_mut().zip(samples) {
-                    *m += s * gain;
-                }
+            let mix_l = &mut self.mix_l[offset..offset + len];
+            let mix_r = &mut self.mix_r[offset..offset + len];
+            for ((l, r), &s) in mix_l.iter_mut().zip(mix_r.iter_mut()).zip(samples) {
+                *l += s * v.gain_l;
+                *r += s * v.gain_r;
             }
             v.remaining -= len as u64;
         }
         self.retire();
-        self.bus.process(
-            n,
-            &self.mix.buffer_ref(),
-            &mut self.bus_out.buffer_mut(),
-        );
+        self.reverb.process(&mut self.mix_l, &mut self.mix_r);
+        self.bus_in.channel_f32_mut(0).copy_from_slice(&self.mix_l);
+        self.bus_in.channel_f32_mut(1).copy_from_slice(&self.mix_r);
+        self.limiter
+            .process(n, &self.bus_in.buffer_ref(), &mut self.bus_out.buffer_mut());
         let target = self.shared.volume();
         let (c, ceiling) = (self.volume_coeff, self.ceiling);
         let start_volume = self.volume;

@@ -9,11 +9,12 @@
 
 mod audio;
 mod control;
+pub mod reverb;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use fundsp::prelude::{limiter_stereo, multipass, reverb_stereo, AudioUnit, U2, MAX_BUFFER_SIZE};
+use fundsp::prelude::{limiter_stereo, AudioUnit, MAX_BUFFER_SIZE};
 
 pub use audio::AudioHalf;
 pub use control::{ControlHalf, QueueFull};
@@ -80,13 +81,14 @@ pub fn engine(
     let (to_control, from_audio) = rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
     let r = &config.reverb;
     let l = &config.limiter;
-    let mut bus = (multipass::<U2>() & r.wet * reverb_stereo(r.room_size, r.time, r.damping))
-        >> limiter_stereo(l.attack_ms / 1000.0, l.release_ms / 1000.0) * l.ceiling;
-    bus.set_sample_rate(sample_rate);
-    bus.allocate();
+    let reverb = reverb::Reverb::new(r.room_size, r.time, r.damping, r.wet, sample_rate);
+    let mut limiter = limiter_stereo(l.attack_ms / 1000.0, l.release_ms / 1000.0) * l.ceiling;
+    limiter.set_sample_rate(sample_rate);
+    limiter.allocate();
     let epoch = std::time::Instant::now();
     let audio = AudioHalf::new(
-        Box::new(bus),
+        reverb,
+        Box::new(limiter),
         from_control,
         to_control,
         slots,
