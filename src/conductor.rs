@@ -87,7 +87,11 @@ pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<Box<dyn Iterator<I
 }
 
 /// Render a source into a WAV file.
-pub fn render(config: &Config, instruments: Instruments, opts: &RenderOptions) -> Result<RenderReport> {
+pub fn render(
+    config: &Config,
+    instruments: Instruments,
+    opts: &RenderOptions,
+) -> Result<RenderReport> {
     let events = offline_events(&opts.source, opts.seed)?;
     let mut sink = WavSink::create(&opts.output, opts.sample_rate)
         .with_context(|| format!("cannot create {}", opts.output.display()))?;
@@ -217,13 +221,23 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             tracing::info!("stopping");
             break;
         }
-        if opts.duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
+        if opts
+            .duration
+            .is_some_and(|d| started.elapsed().as_secs_f64() >= d)
+        {
             break;
         }
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(arrival) => {
                 let frame = control.frame_at(arrival.at) + latency_frames;
-                conduct(&mut score, &mut control, &stats, &arrival.event, frame, opts.seed);
+                conduct(
+                    &mut score,
+                    &mut control,
+                    &stats,
+                    &arrival.event,
+                    frame,
+                    opts.seed,
+                );
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -242,7 +256,10 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         control.collect();
         let xruns = device.health.xruns.load(Relaxed);
         if xruns > reported_xruns {
-            tracing::warn!("the audio device reported {} buffer under/overruns", xruns - reported_xruns);
+            tracing::warn!(
+                "the audio device reported {} buffer under/overruns",
+                xruns - reported_xruns
+            );
             reported_xruns = xruns;
         }
         status.tick(&stats, &control);

@@ -136,7 +136,6 @@ pub struct OutputConfig {
     pub buffer_frames: u32,
 }
 
-
 impl Config {
     /// The compiled-in defaults of `config/default.toml`.
     pub fn defaults() -> Config {
@@ -173,12 +172,13 @@ impl Config {
             toml::from_str(DEFAULT_TOML).map_err(|e| located(DEFAULT_TOML, path, &e))?
         };
         merge(&mut merged, user);
-        let config: Config = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Value {
-                path: path.to_owned(),
-                message: e.message().to_owned(),
-            })?;
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Value {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?;
         config.validate(path)?;
         Ok(config)
     }
@@ -347,6 +347,9 @@ mod tests {
         let msg = Config::from_toml(text, Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(msg.contains("score.addition.base") && msg.contains("C#3"), "{msg}");
+        assert!(
+            msg.contains("score.addition.base") && msg.contains("C#3"),
+            "{msg}"
+        );
     }
 }

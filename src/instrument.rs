@@ -226,8 +226,7 @@ fn fm_bell(b: &FmBell, f: f32) -> (Box<dyn AudioUnit>, f32) {
     let depth = modulator * b.mod_index;
     let (mod_tau, p_tau) = (b.mod_decay_s, b.partial_decay_s);
     let p_level = b.partial_level;
-    let carrier = (sine_hz::<f32>(modulator) * lfo(move |t: f32| depth * (-t / mod_tau).exp())
-        + f)
+    let carrier = (sine_hz::<f32>(modulator) * lfo(move |t: f32| depth * (-t / mod_tau).exp()) + f)
         >> sine::<f32>();
     let amp = lfo(move |t: f32| rise(t, attack) * (-T60_LN * t / t60).exp());
     let partial = sine_hz::<f32>(f * b.partial_ratio)

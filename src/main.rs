@@ -14,7 +14,11 @@ use carillon::ingest::SourceSpec;
 use carillon::output::device::{self, DeviceRequest};
 
 #[derive(Parser)]
-#[command(name = "carillon", version, about = "Live contribution streams, made audible.")]
+#[command(
+    name = "carillon",
+    version,
+    about = "Live contribution streams, made audible."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -113,7 +117,10 @@ fn play(args: PlayArgs) -> Result<()> {
         check_positive("--duration", d)?;
     }
     if let Some(v) = args.volume {
-        anyhow::ensure!((0.0..=1.0).contains(&v), "--volume must be between 0 and 1, not {v}");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&v),
+            "--volume must be between 0 and 1, not {v}"
+        );
     }
     let opts = PlayOptions {
         source,

@@ -45,9 +45,9 @@ pub struct AudioHalf {
     bus_out: BufferArray<U2>,
     voice_out: BufferArray<U1>,
     /// Frames rendered by the engine: always whole blocks, ahead of what was delivered.
-    clock: u64,
+    rendered: u64,
     /// Frames delivered to the output: the stream clock.
-    delivered: u64,
+    clock: u64,
     /// Read position in `bus_out`; BLOCK when the block is used up.
     read: usize,
     fade_frames: u64,
@@ -85,8 +85,8 @@ impl AudioHalf {
             bus_in: BufferArray::new(),
             bus_out: BufferArray::new(),
             voice_out: BufferArray::new(),
+            rendered: 0,
             clock: 0,
-            delivered: 0,
             read: BLOCK,
             fade_frames: (FADE_SECONDS * sample_rate).max(1.0) as u64,
             volume: shared.volume(),
@@ -101,7 +101,7 @@ impl AudioHalf {
 
     /// Frames delivered so far: the stream clock.
     pub fn clock(&self) -> u64 {
-        self.delivered
+        self.clock
     }
 
     /// Fill `out`, interleaved with `channels` channels, with the next frames of the
@@ -114,7 +114,7 @@ impl AudioHalf {
     pub fn render(&mut self, out: &mut [f32], channels: usize) {
         let channels = channels.max(1);
         let now_ns = self.epoch.elapsed().as_nanos() as f64;
-        let origin = now_ns - self.delivered as f64 * self.sample_period_ns;
+        let origin = now_ns - self.clock as f64 * self.sample_period_ns;
         self.shared.origin_ns.store(origin as i64 as u64, Release);
         let frames = out.len() / channels;
         let mut done = 0;
@@ -144,14 +144,14 @@ impl AudioHalf {
             self.read += n;
             done += n;
         }
-        self.delivered += frames as u64;
-        self.shared.frames.store(self.delivered, Release);
+        self.clock += frames as u64;
+        self.shared.frames.store(self.clock, Release);
     }
 
     /// Render the next block into `bus_out`.
     fn render_block(&mut self) {
         let n = BLOCK;
-        let t0 = self.clock;
+        let t0 = self.rendered;
         let t1 = t0 + n as u64;
         self.receive(t0);
         self.mix_l.fill(0.0);
@@ -206,7 +206,7 @@ impl AudioHalf {
             }
             self.volume = volume;
         }
-        self.clock = t1;
+        self.rendered = t1;
     }
 
     /// Take newly scheduled voices into free slots, stealing the oldest if over polyphony.

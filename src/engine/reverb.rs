@@ -173,10 +173,17 @@ mod tests {
     #[test]
     fn is_stable_and_stereo() {
         let (left, right) = impulse_response(8.0, 4.0);
-        assert!(left.iter().chain(&right).all(|x| x.is_finite() && x.abs() < 2.0));
+        assert!(left
+            .iter()
+            .chain(&right)
+            .all(|x| x.is_finite() && x.abs() < 2.0));
         let tail = 48_000..96_000;
         let (l, r) = (&left[tail.clone()], &right[tail]);
-        let dot: f64 = l.iter().zip(r).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let dot: f64 = l
+            .iter()
+            .zip(r)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
         let correlation = dot / (energy(l) * energy(r)).sqrt();
         assert!(correlation.abs() < 0.5, "channels too alike: {correlation}");
     }

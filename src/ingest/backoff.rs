@@ -46,7 +46,10 @@ mod tests {
         let steps = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
         for (d, step) in delays.iter().zip(steps) {
             let step = Duration::from_millis(step);
-            assert!(*d <= step && *d >= step / 2, "{d:?} not within jitter of {step:?}");
+            assert!(
+                *d <= step && *d >= step / 2,
+                "{d:?} not within jitter of {step:?}"
+            );
         }
         b.reset();
         assert!(b.delay() <= Duration::from_millis(100));

@@ -30,9 +30,30 @@ const ARTICLE_SHARE: f64 = 0.97;
 /// Words to make page titles of: a title decides its note's fuzz, so titles repeat a
 /// little, as popular pages do.
 const WORDS: [&str; 24] = [
-    "River", "Saint", "Battle", "Island", "Museum", "Lake", "Church", "Railway", "Opera",
-    "Garden", "Library", "Bridge", "Comet", "Valley", "Harbour", "Forest", "Castle", "Market",
-    "Festival", "Orchestra", "Mountain", "School", "Theatre", "Tower",
+    "River",
+    "Saint",
+    "Battle",
+    "Island",
+    "Museum",
+    "Lake",
+    "Church",
+    "Railway",
+    "Opera",
+    "Garden",
+    "Library",
+    "Bridge",
+    "Comet",
+    "Valley",
+    "Harbour",
+    "Forest",
+    "Castle",
+    "Market",
+    "Festival",
+    "Orchestra",
+    "Mountain",
+    "School",
+    "Theatre",
+    "Tower",
 ];
 
 /// An endless, seeded sequence of timed events.
@@ -61,7 +82,10 @@ impl Demo {
         let magnitude = if r.next_f64() < NULL_EDIT_SHARE {
             0
         } else {
-            (LOG_SIZE_MU + LOG_SIZE_SIGMA * r.normal()).exp().round().max(1.0) as i64
+            (LOG_SIZE_MU + LOG_SIZE_SIGMA * r.normal())
+                .exp()
+                .round()
+                .max(1.0) as i64
         };
         let size = if r.next_f64() < REMOVAL_SHARE {
             -magnitude
@@ -140,9 +164,15 @@ mod tests {
         let rate = edits.len() as f64 / 3600.0;
         assert!((1.8..2.2).contains(&rate), "edit rate {rate}/s");
         let accounts = events.len() - edits.len();
-        assert!((40..=85).contains(&accounts), "{accounts} new accounts in an hour");
-        let removals =
-            edits.iter().filter(|e| e.kind == EventKind::Removal).count() as f64 / edits.len() as f64;
+        assert!(
+            (40..=85).contains(&accounts),
+            "{accounts} new accounts in an hour"
+        );
+        let removals = edits
+            .iter()
+            .filter(|e| e.kind == EventKind::Removal)
+            .count() as f64
+            / edits.len() as f64;
         assert!((0.28..0.40).contains(&removals), "removal share {removals}");
         let big = edits.iter().filter(|e| e.size.abs() > 5000).count();
         assert!(big > 20, "a heavy tail: {big} edits over 5 kB");

@@ -44,15 +44,12 @@ pub fn timed_lines(text: &str) -> Vec<Timed> {
             if let Some(t) = v.get("_t").and_then(|t| t.as_f64()) {
                 return Some(t);
             }
-            let abs = v
-                .get("timestamp")
-                .and_then(|t| t.as_f64())
-                .or_else(|| {
-                    v.get("meta")
-                        .and_then(|m| m.get("dt"))
-                        .and_then(|d| d.as_str())
-                        .and_then(parse_rfc3339)
-                })?;
+            let abs = v.get("timestamp").and_then(|t| t.as_f64()).or_else(|| {
+                v.get("meta")
+                    .and_then(|m| m.get("dt"))
+                    .and_then(|d| d.as_str())
+                    .and_then(parse_rfc3339)
+            })?;
             let first = *first_abs.get_or_insert(abs);
             Some(abs - first)
         });

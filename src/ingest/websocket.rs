@@ -52,12 +52,25 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         let stream = match attempt {
             Ok(Ok((stream, _response))) => stream,
             Ok(Err(e)) => {
-                retry(&mut backoff, url, &format!("cannot connect: {e}"), &out, &mut down_since)
-                    .await;
+                retry(
+                    &mut backoff,
+                    url,
+                    &format!("cannot connect: {e}"),
+                    &out,
+                    &mut down_since,
+                )
+                .await;
                 continue;
             }
             Err(_) => {
-                retry(&mut backoff, url, "connection timed out", &out, &mut down_since).await;
+                retry(
+                    &mut backoff,
+                    url,
+                    "connection timed out",
+                    &out,
+                    &mut down_since,
+                )
+                .await;
                 continue;
             }
         };

@@ -250,8 +250,9 @@ mod tests {
 
     #[test]
     fn null_change_size_is_zero() {
-        let e = parse_wikimon(r#"{"action":"edit","change_size":null,"page_title":"A","ns":"Main"}"#)
-            .unwrap();
+        let e =
+            parse_wikimon(r#"{"action":"edit","change_size":null,"page_title":"A","ns":"Main"}"#)
+                .unwrap();
         assert_eq!((e.kind, e.size), (EventKind::Removal, 0));
     }
 

@@ -95,7 +95,11 @@ fn find(host: &cpal::Host, wanted: &Option<String>) -> Result<cpal::Device, Devi
         .map_err(|e| DeviceError::List(e.to_string()))?
         .collect();
     let exact = devices.iter().position(|d| device_name(d) == *wanted);
-    let partial = || devices.iter().position(|d| device_name(d).contains(wanted.as_str()));
+    let partial = || {
+        devices
+            .iter()
+            .position(|d| device_name(d).contains(wanted.as_str()))
+    };
     match exact.or_else(partial) {
         Some(i) => Ok(devices[i].clone()),
         None => Err(DeviceError::NotFound {
@@ -117,7 +121,10 @@ impl DeviceOutput {
                 if configs.any(|c| c.channels() == 2) {
                     2
                 } else {
-                    device.default_output_config().map(|c| c.channels()).unwrap_or(2)
+                    device
+                        .default_output_config()
+                        .map(|c| c.channels())
+                        .unwrap_or(2)
                 }
             }
             Err(_) => 2,

@@ -58,7 +58,10 @@ pub enum ScoreError {
         known: String,
     },
     #[error("score.{register}.base = {note:?} is not a note name such as \"C#3\"")]
-    BadNote { register: &'static str, note: String },
+    BadNote {
+        register: &'static str,
+        note: String,
+    },
 }
 
 struct Register {
@@ -130,7 +133,7 @@ impl Score {
             EventKind::NewMember => true,
             EventKind::Addition | EventKind::Removal => {
                 (f.bots || !event.is_bot)
-                    && (f.namespaces.is_empty() || f.namespaces.iter().any(|n| *n == event.namespace))
+                    && (f.namespaces.is_empty() || f.namespaces.contains(&event.namespace))
             }
         }
     }
@@ -154,8 +157,7 @@ impl Score {
             EventKind::NewMember => {
                 let steps = &c.new_member.steps;
                 let pick = Rng::from_text(&event.user).below(steps.len() as u64) as usize;
-                let midi =
-                    self.new_member.base_midi + scale::step_semitones(&c.scale, steps[pick]);
+                let midi = self.new_member.base_midi + scale::step_semitones(&c.scale, steps[pick]);
                 Note {
                     instrument: self.new_member.instrument,
                     frequency: scale::midi_to_hz(midi as f64) as f32,
@@ -329,6 +331,9 @@ mod tests {
         config.removal.instrument = "harpsichord".into();
         let names = ["celesta", "clavichord", "violin"].map(String::from);
         let err = Score::new(&config, &names).err().unwrap().to_string();
-        assert!(err.contains("harpsichord") && err.contains("clavichord"), "{err}");
+        assert!(
+            err.contains("harpsichord") && err.contains("clavichord"),
+            "{err}"
+        );
     }
 }

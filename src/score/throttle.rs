@@ -20,11 +20,7 @@ impl Throttle {
 
     /// Whether a note may start at time `at` (seconds); if so it is counted.
     pub fn admit(&mut self, at: f64) -> bool {
-        while self
-            .starts
-            .front()
-            .is_some_and(|&t| at - t >= self.window)
-        {
+        while self.starts.front().is_some_and(|&t| at - t >= self.window) {
             self.starts.pop_front();
         }
         if self.starts.len() >= self.max_notes {
