@@ -36,7 +36,13 @@ fn scoring(c: &mut Criterion) {
     let names = ["celesta", "clavichord", "violin"].map(String::from);
     let config = Config::defaults();
     let events: Vec<Event> = (0..1000)
-        .map(|i| Event::new(Event::kind_for_size(i * 37 - 9000), i * 37 - 9000, "Some page"))
+        .map(|i| {
+            Event::new(
+                Event::kind_for_size(i * 37 - 9000),
+                i * 37 - 9000,
+                "Some page",
+            )
+        })
         .collect();
     let mut group = c.benchmark_group("score");
     group.throughput(Throughput::Elements(events.len() as u64));

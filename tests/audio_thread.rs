@@ -62,7 +62,11 @@ fn note(i: u64) -> Note {
         velocity: 0.8,
         pan: ((i % 5) as f32 - 2.0) / 2.0,
         seed: i,
-        kind: [EventKind::Addition, EventKind::Removal, EventKind::NewMember][instrument as usize],
+        kind: [
+            EventKind::Addition,
+            EventKind::Removal,
+            EventKind::NewMember,
+        ][instrument as usize],
     }
 }
 
@@ -72,7 +76,10 @@ fn the_allocation_detector_sees_an_allocation() {
         let v = std::hint::black_box(vec![1u8; 16]);
         drop(v);
     });
-    assert!(n >= 2, "the counting allocator missed an allocation and a free");
+    assert!(
+        n >= 2,
+        "the counting allocator missed an allocation and a free"
+    );
 }
 
 #[test]

@@ -38,8 +38,17 @@ fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
     let (a, b, c) = (scratch("a.wav"), scratch("b.wav"), scratch("c.wav"));
     for (out, seed) in [(&a, "5"), (&b, "5"), (&c, "6")] {
         let o = carillon(&[
-            "render", "--source", &source, "--duration", "90", "--speed", "4", "--seed", seed,
-            "-o", out.to_str().expect("utf-8 path"),
+            "render",
+            "--source",
+            &source,
+            "--duration",
+            "90",
+            "--speed",
+            "4",
+            "--seed",
+            seed,
+            "-o",
+            out.to_str().expect("utf-8 path"),
         ]);
         assert!(o.status.success(), "render failed: {}", stderr(&o));
     }
@@ -60,7 +69,14 @@ fn render_counts_notes_of_a_real_stream() {
     let source = format!("replay:{}", corpus("wikimon/wikiticker-en-0600-1h.jsonl"));
     let out = scratch("en.wav");
     let o = carillon(&[
-        "render", "--source", &source, "--duration", "120", "--speed", "10", "-o",
+        "render",
+        "--source",
+        &source,
+        "--duration",
+        "120",
+        "--speed",
+        "10",
+        "-o",
         out.to_str().expect("utf-8 path"),
     ]);
     assert!(o.status.success(), "render failed: {}", stderr(&o));
@@ -84,8 +100,15 @@ fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
     std::fs::write(&path, "[score]\nsteps = 24\n[engine]\npolyphonie = 12\n").expect("write");
     let out = scratch("never.wav");
     let o = carillon(&[
-        "render", "--config", path.to_str().expect("utf-8"), "--source", "demo",
-        "--duration", "1", "-o", out.to_str().expect("utf-8"),
+        "render",
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--source",
+        "demo",
+        "--duration",
+        "1",
+        "-o",
+        out.to_str().expect("utf-8"),
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -97,21 +120,38 @@ fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
 fn an_unknown_source_is_explained() {
     let out = scratch("never2.wav");
     let o = carillon(&[
-        "render", "--source", "http://example.org", "--duration", "1", "-o",
+        "render",
+        "--source",
+        "http://example.org",
+        "--duration",
+        "1",
+        "-o",
         out.to_str().expect("utf-8"),
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
-    assert!(err.contains("ws://") && err.contains("replay:PATH"), "{err}");
+    assert!(
+        err.contains("ws://") && err.contains("replay:PATH"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_replay_file_is_named() {
     let out = scratch("never3.wav");
     let o = carillon(&[
-        "render", "--source", "replay:/nonexistent/feed.jsonl", "--duration", "1", "-o",
+        "render",
+        "--source",
+        "replay:/nonexistent/feed.jsonl",
+        "--duration",
+        "1",
+        "-o",
         out.to_str().expect("utf-8"),
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("/nonexistent/feed.jsonl"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("/nonexistent/feed.jsonl"),
+        "{}",
+        stderr(&o)
+    );
 }

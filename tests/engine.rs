@@ -27,14 +27,19 @@ fn note(instrument: u8, frequency: f32) -> Note {
 /// its start (its "arrival"), at least one engine block (64 frames) ahead.
 fn render_one(start: u64, buffer: usize, lead: u64, frames: usize) -> Vec<f32> {
     let config = Config::defaults();
-    let (mut control, mut audio) =
-        engine(&config.engine, Instruments::built_in().expect("instruments"), SR);
+    let (mut control, mut audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    );
     let mut out = vec![0.0f32; frames * 2];
     let mut sent = false;
     let mut pos = 0;
     while pos < frames {
         if !sent && audio.clock() + lead >= start {
-            control.play(&note(0, 440.0), start).expect("queue has room");
+            control
+                .play(&note(0, 440.0), start)
+                .expect("queue has room");
             sent = true;
         }
         let n = buffer.min(frames - pos);
@@ -81,8 +86,11 @@ fn notes_start_at_their_scheduled_frame_whatever_the_buffer_or_arrival() {
 fn polyphony_is_capped_by_stealing_the_oldest() {
     let mut config = Config::defaults();
     config.engine.polyphony = 8;
-    let (mut control, mut audio) =
-        engine(&config.engine, Instruments::built_in().expect("instruments"), SR);
+    let (mut control, mut audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    );
     let mut out = vec![0.0f32; 256 * 2];
     for i in 0..40u64 {
         control
@@ -100,28 +108,40 @@ fn polyphony_is_capped_by_stealing_the_oldest() {
 #[test]
 fn a_crowd_of_loud_notes_never_clips() {
     let config = Config::defaults();
-    let (mut control, mut audio) =
-        engine(&config.engine, Instruments::built_in().expect("instruments"), SR);
+    let (mut control, mut audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    );
     let ceiling = config.engine.limiter.ceiling;
     let mut out = vec![0.0f32; 512 * 2];
     let mut peak = 0.0f32;
     for block in 0..200u64 {
         for k in 0..3u8 {
-            let _ = control.play(&note(k, 60.0 + (block * 7 % 500) as f32), audio.clock() + 64);
+            let _ = control.play(
+                &note(k, 60.0 + (block * 7 % 500) as f32),
+                audio.clock() + 64,
+            );
         }
         audio.render(&mut out, 2);
         control.collect();
         peak = out.iter().fold(peak, |p, x| p.max(x.abs()));
     }
     assert!(peak <= ceiling, "peak {peak} over the ceiling {ceiling}");
-    assert!(peak > 0.5 * ceiling, "the crowd should be loud (peak {peak})");
+    assert!(
+        peak > 0.5 * ceiling,
+        "the crowd should be loud (peak {peak})"
+    );
 }
 
 #[test]
 fn finished_voices_are_returned_and_freed() {
     let config = Config::defaults();
-    let (mut control, mut audio) =
-        engine(&config.engine, Instruments::built_in().expect("instruments"), SR);
+    let (mut control, mut audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    );
     control.play(&note(1, 200.0), 0).expect("queue has room");
     let mut out = vec![0.0f32; 4800 * 2];
     audio.render(&mut out, 2);

@@ -146,32 +146,118 @@ fn onsets_finds_three_spaced_tone_bursts() {
     }
 }
 
+/// A two-pole low-pass (`a` = 1 passes everything): noise through it swells
+/// and fades at random, the faster the wider it is, like a diffuse reverb tail.
+fn lowpass(signal: &[f32], a: f32) -> Vec<f32> {
+    let (mut y, mut z) = (0.0, 0.0);
+    signal
+        .iter()
+        .map(|&x| {
+            y += a * (x - y);
+            z += a * (y - z);
+            z
+        })
+        .collect()
+}
+
 #[test]
 fn onsets_ignores_a_reverb_tail_but_hears_a_note_inside_it() {
-    // A note whose 2 s noisy reverb tail (decaying 60 dB over the 2 s, with the
-    // random level swings of a diffuse tail) still rings when the second note
-    // comes in at 0.9 s.
-    let mut signal = vec![0.0; 3 * SR as usize];
-    mix_at(&mut signal, 0.1, &struck(554.37, 0.3, 0.08));
-    let tail: Vec<f32> = noise(2 * SR as usize, 11)
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| n * 0.15 * (-(i as f32) / SR as f32 * 3.45).exp())
-        .collect();
-    mix_at(&mut signal, 0.1, &tail);
-    mix_at(&mut signal, 0.9, &struck(466.16, 0.6, 0.2));
+    // A note with a 2 s noise-like tail 10 dB under it, decaying 60 dB over the
+    // 2 s, that still rings when the second note comes in at 0.9 s; the tail
+    // from wide (white) to narrow (about 20 Hz), each with a few random draws.
+    for seed in 1..=5 {
+        for a in [1.0, 0.05, 0.01, 0.003] {
+            let raw = lowpass(&noise(2 * SR as usize, seed), a);
+            let scale = 0.15 / peak_abs(&raw);
+            let tail: Vec<f32> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| n * scale * (-(i as f32) / SR as f32 * 3.45).exp())
+                .collect();
+            let mut signal = vec![0.0; 3 * SR as usize];
+            mix_at(&mut signal, 0.1, &struck(554.37, 0.3, 0.08));
+            mix_at(&mut signal, 0.1, &tail);
+            let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
+            assert_eq!(
+                found,
+                [100.0],
+                "tail alone (seed {seed}, low-pass {a}): onsets at {found:?} ms"
+            );
+            mix_at(&mut signal, 0.9, &struck(466.16, 0.6, 0.2));
+            let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
+            assert_eq!(
+                found.len(),
+                2,
+                "seed {seed}, low-pass {a}: onsets at {found:?} ms"
+            );
+            assert!(
+                (895.0..=905.0).contains(&found[1]),
+                "seed {seed}, low-pass {a}: second onset at {} ms",
+                found[1]
+            );
+        }
+    }
+}
+
+#[test]
+fn onsets_hears_notes_200_ms_apart_over_their_own_ringing() {
+    // Twenty pentatonic notes, each ringing for 2 s with a 0.8 s decay: by the
+    // tenth, several louder notes still ring under each new one.
+    let pitches = [
+        277.18, 311.13, 369.99, 415.30, 466.16, 554.37, 622.25, 739.99,
+    ];
+    let mut signal = vec![0.0; 6 * SR as usize];
+    let starts: Vec<f64> = (0..20).map(|n| 0.1 + 0.2 * f64::from(n)).collect();
+    for (n, &at) in starts.iter().enumerate() {
+        mix_at(&mut signal, at, &struck(pitches[(n * 3) % 8], 2.0, 0.8));
+    }
     let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
-    assert_eq!(found.len(), 2, "onsets at {found:?} ms");
-    assert!(
-        (95.0..=105.0).contains(&found[0]),
-        "first onset at {} ms",
-        found[0]
+    assert_eq!(found.len(), starts.len(), "onsets at {found:?} ms");
+    for (&got, &at) in found.iter().zip(&starts) {
+        let late = got - at * 1000.0;
+        assert!(
+            (-5.0..=25.0).contains(&late),
+            "note at {} ms found at {got} ms",
+            at * 1000.0
+        );
+    }
+}
+
+/// `sound` with a 20 ms fade-out, so that its end is not a click.
+fn faded(mut sound: Vec<f32>) -> Vec<f32> {
+    let fade = (SR / 50) as usize;
+    let len = sound.len();
+    for (i, s) in sound[len - fade..].iter_mut().enumerate() {
+        *s *= 1.0 - i as f32 / fade as f32;
+    }
+    sound
+}
+
+#[test]
+fn onsets_ignores_beating_and_vibrato_of_held_tones() {
+    let mut beating = vec![0.0; 3 * SR as usize];
+    mix_at(&mut beating, 0.2, &faded(sine(440.0, 2.0, 0.3)));
+    mix_at(&mut beating, 0.2, &faded(sine(443.0, 2.0, 0.3)));
+    let found: Vec<f64> = onsets(&beating, SR).into_iter().map(ms).collect();
+    assert_eq!(
+        found,
+        [200.0],
+        "two tones beating at 3 Hz: onsets at {found:?} ms"
     );
-    assert!(
-        (895.0..=905.0).contains(&found[1]),
-        "second onset at {} ms",
-        found[1]
-    );
+
+    let mut phase = 0.0f64;
+    let vibrato = (0..2 * SR as usize)
+        .map(|i| {
+            let t = i as f64 / f64::from(SR);
+            let f = 440.0 * 2f64.powf(0.3 / 12.0 * (2.0 * PI * 5.5 * t).sin());
+            phase += 2.0 * PI * f / f64::from(SR);
+            (0.4 * phase.sin()) as f32
+        })
+        .collect();
+    let mut signal = vec![0.0; 3 * SR as usize];
+    mix_at(&mut signal, 0.2, &faded(vibrato));
+    let found: Vec<f64> = onsets(&signal, SR).into_iter().map(ms).collect();
+    assert_eq!(found, [200.0], "a 30-cent vibrato: onsets at {found:?} ms");
 }
 
 #[test]

@@ -87,7 +87,10 @@ fn celesta_strikes_then_rings_out() {
         rms(seconds(&x, 1.0, 1.1)),
         rms(seconds(&x, 2.4, 2.5)),
     );
-    assert!(ring < strike * 0.5 && ring > strike * 0.05, "{strike} {ring}");
+    assert!(
+        ring < strike * 0.5 && ring > strike * 0.05,
+        "{strike} {ring}"
+    );
     assert!(end < ring * 0.3, "{ring} {end}");
 }
 
@@ -96,7 +99,10 @@ fn violin_swells_in_slowly() {
     let (mut v, _) = voice(2, "C#4");
     let x = samples(&mut v);
     let (start, middle) = (rms(seconds(&x, 0.0, 0.1)), rms(seconds(&x, 1.2, 1.5)));
-    assert!(start < middle * 0.2, "a swell, not an attack: {start} then {middle}");
+    assert!(
+        start < middle * 0.2,
+        "a swell, not an attack: {start} then {middle}"
+    );
 }
 
 #[test]
@@ -106,7 +112,10 @@ fn clavichord_is_damped_after_the_key_is_released() {
     let n = x.len();
     let tail = rms(&x[n - 480..]);
     let body = rms(seconds(&x, 0.1, 0.3));
-    assert!(tail < body * 0.05, "still sounding at the end: {tail} vs {body}");
+    assert!(
+        tail < body * 0.05,
+        "still sounding at the end: {tail} vs {body}"
+    );
 }
 
 #[test]
@@ -118,7 +127,10 @@ fn no_voice_starts_or_ends_with_a_click() {
             // First and last samples near silence, and no jump between neighbours
             // larger than the loudest sample-to-sample change of the note's body.
             let first = x[0].abs();
-            assert!(first < 0.01, "instrument {instrument} {name} starts at {first}");
+            assert!(
+                first < 0.01,
+                "instrument {instrument} {name} starts at {first}"
+            );
             let peak = x.iter().fold(0.0f32, |p, s| p.max(s.abs()));
             let last = x[x.len() - 1].abs();
             assert!(

@@ -97,30 +97,37 @@ pub fn spectrum_peak(samples: &[f32], sample_rate: u32, lo_hz: f64, hi_hz: f64) 
 }
 
 /// Sample indices where notes start, found from short-window energy rises in
-/// each frequency band, so that a new note is heard over the ringing of
-/// earlier ones (reverb, long decays) as long as it is at another pitch.
+/// each frequency bin, so that a new note is heard over the ringing of earlier
+/// ones (reverb, long decays) as long as it is at another pitch.
 ///
-/// Every 5 ms, the spectrum of the last 21 ms (1024 samples at 48 kHz, Hann
-/// window) is compared bin by bin with the mean spectrum of the 35 ms before
-/// that window. Energy in bins that rose by 6 dB or more is new; a note starts
-/// where new energy is at least a quarter of the window's energy, and the
-/// window is within 45 dB of the loudest one. After an onset the detector
-/// waits for the share of new energy to fall below a tenth (the attack is
-/// over) before it accepts another, and onsets are at least 40 ms apart.
+/// Every 5 ms, the power spectrum of the last 21 ms (1024 samples at 48 kHz,
+/// Hann window) is compared bin by bin with the highest power that bin had in
+/// the windows ending 25 to 120 ms earlier (up to the start of the current
+/// one). Power that rose 6 dB above that is new. A note starts where new power
+/// is at least 15% of the window's power, the window is louder than the mean of
+/// those earlier windows, and it is within 45 dB of the loudest
+/// window. The onset is then moved back over the windows (up to 20 ms) where
+/// the new share was already building. After an onset the detector waits for
+/// the share to fall below 5% (the attack is over) before it accepts another,
+/// and onsets are at least 40 ms apart.
 ///
-/// A decaying tail never rises, so it never triggers; a noise-like tail has
-/// only a few per-bin swells of 6 dB, far from a quarter of its energy. Each
-/// index is the start of the newest 5 ms of the window that first carries the
-/// rise: within 5 ms of a sharp attack (later for a slow swell). The same pitch
-/// repeated over its own ringing is heard only if it adds 6 dB to its bins.
+/// What it is robust to: decaying tails, including noise-like reverb up to
+/// about -10 dB under the note (fluctuations rarely beat the recent maximum by
+/// 6 dB); beating and vibrato of sustained tones; a sound cut short at a
+/// steady or falling level (its splatter is new, but the window gets quieter;
+/// an abrupt cut near a peak is a click, and may count). Limits: notes of one pitch
+/// repeated within ~120 ms, a new note under many louder ringing ones (with
+/// 0.8 s decays, notes 200 ms apart are all found; with 2 s decays, 300 ms),
+/// and tails as loud as the note. Indices are within 5 ms of a sharp attack
+/// over silence, up to ~20 ms late over loud ringing, later for a slow swell.
 pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     const RISE_DB: f64 = 6.0;
-    const ONSET_SHARE: f64 = 0.25;
-    const REARM_SHARE: f64 = 0.1;
+    const ONSET_SHARE: f64 = 0.15;
+    const REARM_SHARE: f64 = 0.05;
     const GATE_DB: f64 = 45.0;
-    // Baseline: the windows that end 25..60 ms before the current one ends,
-    // i.e. just before the current window starts.
-    const BASELINE: std::ops::Range<usize> = 5..13;
+    // Baseline: the windows that end 25..120 ms before the current one ends,
+    // i.e. before the current window starts.
+    const BASELINE: std::ops::Range<usize> = 5..25;
     // How far (in 5 ms hops) an onset may be moved back to where it began.
     const MAX_BACKTRACK: usize = 4;
     // Per-bin power below this is silence: keeps ratios finite.
@@ -156,22 +163,19 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     let gate = loudest * 10f64.powf(-GATE_DB / 10.0);
     let rise = 10f64.powf(RISE_DB / 10.0);
     let min_gap = (sample_rate as usize / 25).max(1);
+    let earlier = |i: usize| i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start);
 
     // The share of each window's energy that is new.
     let shares: Vec<f64> = spectra
         .iter()
         .enumerate()
         .map(|(i, spectrum)| {
-            let earlier = &spectra[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
+            let earlier = &spectra[earlier(i)];
             let new_energy: f64 = spectrum
                 .iter()
                 .enumerate()
                 .map(|(k, &power)| {
-                    let baseline = if earlier.is_empty() {
-                        0.0
-                    } else {
-                        earlier.iter().map(|s| s[k]).sum::<f64>() / earlier.len() as f64
-                    };
+                    let baseline = earlier.iter().map(|s| s[k]).fold(0.0, f64::max);
                     if power + FLOOR >= rise * (baseline + FLOOR) {
                         power - baseline
                     } else {
@@ -192,8 +196,9 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
         }
         // A note adds energy; a sound cut short splatters over many bins,
         // but the window as a whole gets quieter.
-        let before = &energy[i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start)];
-        let louder = before.is_empty() || energy[i] * before.len() as f64 > before.iter().sum::<f64>();
+        let before = &energy[earlier(i)];
+        let louder =
+            before.is_empty() || energy[i] * before.len() as f64 > before.iter().sum::<f64>();
         if share < ONSET_SHARE || !louder || energy[i] < gate || energy[i] < FLOOR {
             continue;
         }

@@ -30,6 +30,9 @@ pub struct JackServer {
 impl JackServer {
     /// Starts the server and returns once it accepts clients.
     ///
+    /// ALSA's `jack` plugin refuses device buffers smaller than the server's
+    /// period: to test `--buffer-frames N`, start the server with at most N.
+    ///
     /// Panics if `jackd` or `jack_wait` is missing (naming the package), if the
     /// server exits, or if it is not ready within 10 seconds.
     pub fn start(period_frames: u32) -> JackServer {

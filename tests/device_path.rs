@@ -1,0 +1,294 @@
+//! The real binary, through the real device path: `carillon play` reads a
+//! scripted wikimon websocket and plays through cpal's default ALSA device,
+//! which records every sample into a WAV file and is paced in real time by a
+//! private JACK dummy server (see `tests/support`).
+
+mod support;
+
+use std::time::Duration;
+
+use carillon::config::Config;
+use carillon::ingest::wikimon::parse_wikimon;
+use carillon::score::{Outcome, Score};
+use support::{
+    cents, count_clipped, nearest_csharp_pentatonic, onsets, peak_abs, run_carillon, spectrum_peak,
+    wikimon_edit, wikimon_newuser, DeviceTap, JackServer, RunOutput, Step, Wav, WsServer,
+    SAMPLE_RATE,
+};
+
+const PERIOD_FRAMES: u32 = 256;
+
+/// Runs `carillon play` against `server` for `seconds`, through `tap`; kills it
+/// if it has not exited 20 s after the duration.
+fn play(server: &WsServer, tap: &DeviceTap, seconds: u32) -> RunOutput {
+    let url = server.url();
+    let duration = seconds.to_string();
+    let buffer = PERIOD_FRAMES.to_string();
+    let rate = SAMPLE_RATE.to_string();
+    run_carillon(
+        &[
+            "play",
+            "--source",
+            &url,
+            "--duration",
+            &duration,
+            "--buffer-frames",
+            &buffer,
+            "--sample-rate",
+            &rate,
+        ],
+        tap.env(),
+        Duration::from_secs(u64::from(seconds) + 20),
+    )
+}
+
+fn onset_ms(wav: &Wav) -> Vec<f64> {
+    onsets(&wav.mono(), wav.sample_rate)
+        .into_iter()
+        .map(|i| i as f64 * 1000.0 / f64::from(wav.sample_rate))
+        .collect()
+}
+
+/// Four additions 700 ms apart, the first 1 s after the connection opens.
+fn four_spaced_edits() -> Vec<Step> {
+    let mut script = vec![Step::sleep_ms(1000)];
+    for (title, size) in [
+        ("Bell", 40),
+        ("Carillon", 180),
+        ("Clapper", 900),
+        ("Belfry", 3000),
+    ] {
+        script.push(Step::text(wikimon_edit(title, size, "Main")));
+        script.push(Step::sleep_ms(700));
+    }
+    script
+}
+
+#[test]
+fn edits_ring_once_each_in_real_time_through_the_device() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let server = WsServer::start(four_spaced_edits());
+    let out = play(&server, &tap, 5);
+    out.assert_success();
+
+    let summary = out.summary();
+    assert_eq!(server.frames_sent(), 4, "server log: {:?}", server.log());
+    for (key, expected) in [
+        ("events", 4),
+        ("notes", 4),
+        ("malformed", 0),
+        ("connects", 1),
+    ] {
+        assert_eq!(summary.get(key), expected, "{key} in {:?}", summary.fields);
+    }
+
+    let wav = tap.read();
+    assert_eq!((wav.sample_rate, wav.channels.len()), (SAMPLE_RATE, 2));
+    let played = wav.duration().as_secs_f64();
+    // Paced by the JACK clock: at least the requested 5 s of audio, and no
+    // more than wall time allows (plus the device buffers filled ahead).
+    assert!(
+        played >= 4.8 && played <= out.elapsed.as_secs_f64() + 0.25,
+        "{played:.2} s of audio in {:.2?} of wall time for --duration 5",
+        out.elapsed
+    );
+    let found = onset_ms(&wav);
+    assert_eq!(found.len(), 4, "note onsets at {found:?} ms");
+    for pair in found.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            (650.0..=750.0).contains(&gap),
+            "edits 700 ms apart sounded {gap:.0} ms apart (onsets at {found:?} ms)"
+        );
+    }
+}
+
+/// What carillon's own score says the message should play: instrument and frequency.
+fn expected(message: &str) -> (u8, f64) {
+    let names = ["celesta", "clavichord", "violin"].map(String::from);
+    let mut score = Score::new(&Config::defaults().score, &names).expect("default score");
+    let event = parse_wikimon(message).expect("a valid wikimon message");
+    match score.map(&event, 0.0) {
+        Outcome::Play(note) => (note.instrument.0, f64::from(note.frequency)),
+        other => panic!("{message} should play, but the score says {other:?}"),
+    }
+}
+
+#[test]
+fn each_kind_sounds_its_instrument_at_its_pentatonic_pitch_without_clipping() {
+    // An addition, a removal and a new account, 1.2 s apart.
+    let messages = [
+        wikimon_edit("Bell", 40, "Main"),
+        wikimon_edit("Carillon", -25, "Main"),
+        wikimon_newuser("Newcomer"),
+    ];
+    let mut script = vec![Step::sleep_ms(800)];
+    for m in &messages {
+        script.push(Step::text(m.clone()));
+        script.push(Step::sleep_ms(1200));
+    }
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let server = WsServer::start(script);
+    let out = play(&server, &tap, 5);
+    out.assert_success();
+    assert_eq!(out.summary().get("notes"), 3, "{}", out.stderr);
+
+    let wav = tap.read();
+    let mono = wav.mono();
+    let rate = wav.sample_rate as usize;
+    // The struck notes are found by their attacks; the violin swells in too slowly
+    // for an onset detector, so it is looked for where it was sent, 2.4 s after the
+    // first note (notes start a fixed latency after their arrival).
+    let found = onsets(&mono, wav.sample_rate);
+    assert_eq!(
+        found.len(),
+        2,
+        "expected two struck notes, found onsets at samples {found:?}"
+    );
+    let gap = (found[1] - found[0]) as f64 / rate as f64;
+    assert!(
+        (1.15..=1.25).contains(&gap),
+        "notes sent 1.2 s apart sounded {gap:.3} s apart"
+    );
+    let starts = [found[0], found[1], found[0] + rate * 12 / 5];
+    // Registers: the célesta from C#3, the clavichord from C#1, the violin from C#4.
+    let registers = [(0u8, 138.0, 4200.0), (1, 34.0, 1000.0), (2, 277.0, 560.0)];
+    for ((message, &start), (instrument, low, high)) in messages.iter().zip(&starts).zip(registers)
+    {
+        let (plays, f) = expected(message);
+        assert_eq!(
+            plays, instrument,
+            "{message} should play instrument {instrument}"
+        );
+        assert!(
+            (low..=high).contains(&f),
+            "{f:.1} Hz is outside instrument {instrument}'s register"
+        );
+        let at = start as f64 * 1000.0 / rate as f64;
+        // The violin swells in slowly: listen to it later and longer.
+        let (from, to) = if instrument == 2 {
+            (rate / 2, rate)
+        } else {
+            (rate / 50, rate / 3)
+        };
+        let note = &mono[(start + from).min(mono.len())..(start + to).min(mono.len())];
+        let measured = spectrum_peak(note, wav.sample_rate, f * 0.97, f * 1.03);
+        let off = cents(measured, f);
+        assert!(
+            off.abs() <= 10.0,
+            "note at {at:.0} ms: {measured:.2} Hz is {off:+.1} cents from the expected {f:.2} Hz"
+        );
+        let (name, from_scale) = nearest_csharp_pentatonic(measured);
+        assert!(
+            from_scale.abs() <= 10.0,
+            "{measured:.2} Hz is {from_scale:+.1} cents from {name}"
+        );
+        // The note is what is heard: the loudest partial is one of its harmonics.
+        let loudest = spectrum_peak(note, wav.sample_rate, 30.0, 8000.0);
+        let harmonic = (loudest / f).round().max(1.0);
+        assert!(
+            harmonic <= 8.0 && cents(loudest, f * harmonic).abs() <= 15.0,
+            "note at {at:.0} ms: the loudest partial, {loudest:.1} Hz, is no harmonic of {f:.1} Hz"
+        );
+    }
+    for (c, channel) in wav.channels.iter().enumerate() {
+        assert_eq!(
+            count_clipped(channel),
+            0,
+            "channel {c} reaches full scale (peak {})",
+            peak_abs(channel)
+        );
+    }
+}
+
+#[test]
+fn reconnects_after_server_drop() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let server = WsServer::start_per_connection(vec![
+        vec![
+            Step::sleep_ms(500),
+            Step::text(wikimon_edit("Bell", 120, "Main")),
+            Step::sleep_ms(300),
+            Step::Drop,
+        ],
+        vec![
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("Carillon", 240, "Main")),
+        ],
+    ]);
+    let out = play(&server, &tap, 7);
+    out.assert_success();
+
+    let summary = out.summary();
+    assert_eq!(server.connections(), 2, "server log: {:?}", server.log());
+    for (key, expected) in [
+        ("connects", 2),
+        ("disconnects", 1),
+        ("events", 2),
+        ("notes", 2),
+    ] {
+        assert_eq!(summary.get(key), expected, "{key} in {:?}", summary.fields);
+    }
+    let found = onset_ms(&tap.read());
+    assert_eq!(found.len(), 2, "note onsets at {found:?} ms");
+    // The outage and the recovery are both logged.
+    assert!(
+        out.stderr.contains("is down"),
+        "no 'feed is down' line in:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("is back"),
+        "no 'feed is back' line in:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn malformed_messages_are_counted_and_stay_silent() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let server = WsServer::start(vec![
+        Step::sleep_ms(500),
+        Step::text("this is not JSON"),
+        Step::text(r#"{"action": "edit", "change_size": 12"#),
+        Step::text("[1, 2"),
+        // Wrong types: a number for a title, text for a size.
+        Step::text(r#"{"action": "edit", "page_title": 42, "change_size": 3}"#),
+        Step::text(r#"{"action": "edit", "page_title": "Bell", "change_size": "big"}"#),
+        // Binary junk, and a 2 MiB frame.
+        Step::Binary(vec![0xff, 0x00, 0xfe, 0x13, 0x37]),
+        Step::text(format!("{{\"page_title\": \"{}\"}}", "x".repeat(2 << 20))),
+        Step::sleep_ms(1500),
+        Step::text(wikimon_edit("Bell", 300, "Main")),
+    ]);
+    let out = play(&server, &tap, 4);
+    out.assert_success();
+
+    let summary = out.summary();
+    for (key, expected) in [
+        ("malformed", 6),
+        ("oversized", 1),
+        ("events", 1),
+        ("notes", 1),
+        ("connects", 1),
+    ] {
+        assert_eq!(summary.get(key), expected, "{key} in {:?}", summary.fields);
+    }
+    let wav = tap.read();
+    let mono = wav.mono();
+    let starts = onsets(&mono, wav.sample_rate);
+    assert_eq!(
+        starts.len(),
+        1,
+        "expected the one valid edit, found onsets at samples {starts:?}"
+    );
+    let before = peak_abs(&mono[..starts[0]]);
+    assert!(
+        before < 1e-3,
+        "sound (peak {before}) before the valid edit's note"
+    );
+}
