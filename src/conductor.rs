@@ -13,9 +13,8 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::{relative_to, Config};
 use crate::engine::{engine, ControlHalf, BLOCK};
-use crate::ingest::demo::Demo;
-use crate::ingest::replay::{self, Timed};
-use crate::ingest::{self, Arrival, Delivery, SourceSpec};
+use crate::ingest::replay::Timed;
+use crate::ingest::{self, Arrival, Delivery, Source, SourceSpec, TimedEvents};
 use crate::instrument::Instruments;
 use crate::output::device::{DeviceOutput, DeviceRequest};
 use crate::output::wav::WavSink;
@@ -76,11 +75,10 @@ pub struct RenderReport {
 }
 
 /// The timed events of an offline source.
-pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<Box<dyn Iterator<Item = Timed>>> {
-    match spec {
-        SourceSpec::Demo => Ok(Box::new(Demo::timed(seed))),
-        SourceSpec::Replay(path) => Ok(Box::new(replay::load(path)?.into_iter())),
-        SourceSpec::WebSocket(url) => bail!(
+pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<TimedEvents> {
+    match Source::open(spec, seed)? {
+        Source::Timed(events) => Ok(events),
+        Source::WebSocket(url) => bail!(
             "render needs a source with recorded times (demo or replay:FILE), not the live feed {url}; use `carillon play` to hear a live feed"
         ),
     }
@@ -164,6 +162,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     if let Some(v) = opts.volume {
         engine_config.volume = v;
     }
+    let source = Source::open(&opts.source, opts.seed)?;
     let (mut control, audio) = engine(&engine_config, instruments, sr);
     let device = DeviceOutput::start(&opts.device, audio)?;
     tracing::info!(
@@ -197,10 +196,9 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         stats: stats.clone(),
     };
     runtime.spawn(ingest::run(
-        opts.source.clone(),
+        source,
         config.source.clone(),
         opts.speed,
-        opts.seed,
         delivery,
     ));
     {

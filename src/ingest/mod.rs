@@ -87,14 +87,31 @@ impl Delivery {
     }
 }
 
+/// Timed events from a source with recorded times (the demo, a replay file).
+pub type TimedEvents = Box<dyn Iterator<Item = replay::Timed> + Send>;
+
+/// A source ready to run: a live feed, or timed events already loaded (so that a
+/// missing file is reported before anything plays).
+pub enum Source {
+    WebSocket(String),
+    Timed(TimedEvents),
+}
+
+impl Source {
+    /// Prepare a source; `seed` seeds the demo.
+    pub fn open(spec: &SourceSpec, seed: u64) -> Result<Source, replay::ReplayError> {
+        Ok(match spec {
+            SourceSpec::WebSocket(url) => Source::WebSocket(url.clone()),
+            SourceSpec::Demo => Source::Timed(Box::new(demo::Demo::timed(seed))),
+            SourceSpec::Replay(path) => Source::Timed(Box::new(replay::load(path)?.into_iter())),
+        })
+    }
+}
+
 /// Run a source until it ends (a replay file does; a feed and the demo never do).
-pub async fn run(spec: SourceSpec, config: SourceConfig, speed: f64, seed: u64, out: Delivery) {
-    match spec {
-        SourceSpec::WebSocket(url) => websocket::run(&url, &config, out).await,
-        SourceSpec::Demo => replay::pace(demo::Demo::timed(seed), speed, out).await,
-        SourceSpec::Replay(path) => match replay::load(&path) {
-            Ok(lines) => replay::pace(lines.into_iter(), speed, out).await,
-            Err(e) => tracing::error!("{e}"),
-        },
+pub async fn run(source: Source, config: SourceConfig, speed: f64, out: Delivery) {
+    match source {
+        Source::WebSocket(url) => websocket::run(&url, &config, out).await,
+        Source::Timed(events) => replay::pace(events, speed, out).await,
     }
 }

@@ -96,6 +96,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The process id, e.g. to send it a signal.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for exit, killing the process (SIGKILL) if it is still running
     /// after `timeout`.
     pub fn wait(mut self, timeout: Duration) -> RunOutput {
