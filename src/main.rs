@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use carillon::bench;
 use carillon::conductor::{self, PlayOptions, RenderOptions};
 use carillon::config::Config;
 use carillon::ingest::SourceSpec;
@@ -32,6 +33,34 @@ enum Command {
     Render(RenderArgs),
     /// List audio output devices and their supported configurations.
     Devices,
+    /// Measure carillon itself.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The engine alone, driven by a null output: cost per buffer at given voice counts.
+    Render(BenchRenderArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchRenderArgs {
+    /// Voice counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256,1024")]
+    voices: Vec<usize>,
+    /// Frames per buffer.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    buffer_frames: usize,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "HZ", default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Seconds of audio timed per voice count.
+    #[arg(long, value_name = "S", default_value_t = 4.0)]
+    seconds: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -164,6 +193,22 @@ fn render(args: RenderArgs) -> Result<()> {
     Ok(())
 }
 
+fn bench_render(args: BenchRenderArgs) -> Result<()> {
+    check_positive("--seconds", args.seconds)?;
+    let report = bench::render(&bench::RenderBenchOptions {
+        voices: args.voices,
+        buffer_frames: args.buffer_frames,
+        sample_rate: args.sample_rate,
+        seconds: args.seconds,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", bench::table(&report));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -181,6 +226,7 @@ fn main() -> ExitCode {
         Command::Play(args) => play(args),
         Command::Render(args) => render(args),
         Command::Devices => device::list().map(|s| print!("{s}")).map_err(Into::into),
+        Command::Bench(BenchCommand::Render(args)) => bench_render(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -155,3 +155,36 @@ fn a_missing_replay_file_is_named() {
         stderr(&o)
     );
 }
+
+#[test]
+fn bench_render_reports_every_voice_count_as_json() {
+    let o = carillon(&[
+        "bench",
+        "render",
+        "--voices",
+        "2,8",
+        "--buffer-frames",
+        "128",
+        "--seconds",
+        "0.1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "bench failed: {}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("bench render --json prints JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let voices: Vec<u64> = rows.iter().filter_map(|r| r["voices"].as_u64()).collect();
+    assert_eq!(voices, vec![2, 8]);
+    for row in rows {
+        let median = row["engine"]["median_us"].as_f64().expect("a median");
+        let max = row["engine"]["max_us"].as_f64().expect("a max");
+        assert!(median > 0.0 && max >= median, "{row}");
+        assert!(row["bare_fundsp"]["median_us"]
+            .as_f64()
+            .is_some_and(|m| m > 0.0));
+    }
+    assert_eq!(report["budget_us"].as_f64(), Some(128.0 / 48_000.0 * 1e6));
+    assert!(report["max_voices_full_budget"]
+        .as_u64()
+        .is_some_and(|v| v >= 16));
+}
