@@ -3,11 +3,14 @@
 
 use std::hint::black_box;
 
+use carillon::conductor::{offline_events, render_into, RenderOptions};
 use carillon::config::Config;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
-use carillon::ingest::wikimon::parse_wikimon;
+use carillon::ingest::wikimon::{parse_any, parse_wikimon};
+use carillon::ingest::SourceSpec;
 use carillon::instrument::Instruments;
+use carillon::output::null::NullSink;
 use carillon::score::{InstrumentId, Note, Score};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -26,6 +29,21 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| {
             for line in &lines {
                 let _ = black_box(parse_wikimon(black_box(line)));
+            }
+        })
+    });
+    let es_path = CORPUS.replace(
+        "wikimon/wikiticker-all-0600-1h.jsonl",
+        "wikimedia/polars-guide_enwiki_recentchange_2023-07-29.ndjson",
+    );
+    let es = std::fs::read_to_string(&es_path)
+        .unwrap_or_else(|e| panic!("the benches read {es_path}: {e}"));
+    let es_lines: Vec<&str> = es.lines().collect();
+    group.throughput(Throughput::Elements(es_lines.len() as u64));
+    group.bench_function("eventstreams_recentchange", |b| {
+        b.iter(|| {
+            for line in &es_lines {
+                let _ = black_box(parse_any(black_box(line)));
             }
         })
     });
@@ -114,5 +132,29 @@ fn engine_block(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsing, scoring, engine_block);
+fn offline_render(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render");
+    group.sample_size(10);
+    group.bench_function("demo_60_s_to_null", |b| {
+        let config = Config::defaults();
+        let opts = RenderOptions {
+            source: SourceSpec::Demo,
+            duration: 60.0,
+            output: std::path::PathBuf::new(),
+            seed: 1,
+            speed: 1.0,
+            sample_rate: 48_000,
+        };
+        b.iter(|| {
+            let events = offline_events(&opts.source, opts.seed).expect("demo events");
+            let mut sink = NullSink::default();
+            let instruments = Instruments::built_in().expect("instruments");
+            render_into(&config, instruments, events, &opts, &mut sink).expect("render");
+            black_box(sink.frames)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parsing, scoring, engine_block, offline_render);
 criterion_main!(benches);
