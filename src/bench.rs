@@ -23,6 +23,8 @@ pub struct RenderBenchOptions {
     pub sample_rate: u32,
     /// Seconds of audio to time per voice count.
     pub seconds: f64,
+    /// Only this instrument (by name); all of them, in turn, when `None`.
+    pub instrument: Option<String>,
 }
 
 /// Cost of one device buffer, in microseconds.
@@ -62,8 +64,9 @@ pub struct RenderReport {
 /// for its first second only, then rebuilt, so that all its voices really sound.
 const RUN_SECONDS: f64 = 1.0;
 
-fn note(i: usize) -> Note {
-    let instrument = (i % 3) as u8;
+/// The i-th voice's note: every instrument in turn, or only `only`.
+fn note(i: usize, only: Option<u8>, instruments: usize) -> Note {
+    let instrument = only.unwrap_or((i % instruments.max(1)) as u8);
     Note {
         instrument: InstrumentId(instrument),
         frequency: 110.0 * (1.0 + (i % 24) as f32 / 8.0),
@@ -75,13 +78,18 @@ fn note(i: usize) -> Note {
     }
 }
 
-fn sounding_engine(instruments: &Instruments, voices: usize, sr: f64) -> (ControlHalf, AudioHalf) {
+fn sounding_engine(
+    instruments: &Instruments,
+    only: Option<u8>,
+    voices: usize,
+    sr: f64,
+) -> (ControlHalf, AudioHalf) {
     let mut config = Config::defaults();
     config.engine.polyphony = voices.max(1);
     let (mut control, audio) = engine(&config.engine, instruments.clone(), sr);
     for i in 0..voices {
         // The queue holds twice the polyphony: every note fits.
-        let _ = control.play(&note(i), 0);
+        let _ = control.play(&note(i, only, instruments.names().len()), 0);
     }
     (control, audio)
 }
@@ -106,13 +114,18 @@ fn buffers(o: &RenderBenchOptions) -> (usize, usize) {
 }
 
 /// Time the engine rendering `buffer`-frame buffers with `voices` voices.
-fn time_engine(instruments: &Instruments, voices: usize, o: &RenderBenchOptions) -> Timing {
+fn time_engine(
+    instruments: &Instruments,
+    only: Option<u8>,
+    voices: usize,
+    o: &RenderBenchOptions,
+) -> Timing {
     let sr = o.sample_rate as f64;
     let (per_run, total) = buffers(o);
     let mut out = vec![0.0f32; o.buffer_frames * 2];
     let mut samples = Vec::with_capacity(total);
     while samples.len() < total {
-        let (_control, mut audio) = sounding_engine(instruments, voices, sr);
+        let (_control, mut audio) = sounding_engine(instruments, only, voices, sr);
         for _ in 0..per_run {
             let started = Instant::now();
             audio.render(&mut out, 2);
@@ -124,14 +137,20 @@ fn time_engine(instruments: &Instruments, voices: usize, o: &RenderBenchOptions)
 }
 
 /// The same voices, summed by a plain fundsp `Net`, rendered in the same buffers.
-fn time_bare(instruments: &Instruments, voices: usize, o: &RenderBenchOptions) -> Timing {
+fn time_bare(
+    instruments: &Instruments,
+    only: Option<u8>,
+    voices: usize,
+    o: &RenderBenchOptions,
+) -> Timing {
     let sr = o.sample_rate as f64;
     let (per_run, total) = buffers(o);
     let mut out = BufferArray::<U1>::new();
     let mut samples = Vec::with_capacity(total);
     while samples.len() < total {
         let mut net = (0..voices).fold(Net::wrap(Box::new(fundsp::prelude::zero())), |net, i| {
-            net + Net::wrap(instruments.build(&note(i), sr).unit)
+            let n = note(i, only, instruments.names().len());
+            net + Net::wrap(instruments.build(&n, sr).unit)
         });
         net.set_sample_rate(sr);
         net.allocate();
@@ -154,11 +173,12 @@ fn time_bare(instruments: &Instruments, voices: usize, o: &RenderBenchOptions) -
 /// doubling and then bisection.
 fn max_voices(
     instruments: &Instruments,
+    only: Option<u8>,
     share: f64,
     budget_us: f64,
     o: &RenderBenchOptions,
 ) -> usize {
-    let fits = |v: usize| time_engine(instruments, v, o).median_us <= share * budget_us;
+    let fits = |v: usize| time_engine(instruments, only, v, o).median_us <= share * budget_us;
     let (mut good, mut bad) = (0usize, 16usize);
     while fits(bad) {
         good = bad;
@@ -182,14 +202,24 @@ pub fn render(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
     anyhow::ensure!(o.buffer_frames > 0, "--buffer-frames must be at least 1");
     anyhow::ensure!(!o.voices.is_empty(), "--voices needs at least one count");
     let instruments = Instruments::built_in()?;
+    let only = match &o.instrument {
+        None => None,
+        Some(name) => {
+            let names = instruments.names();
+            let id = names.iter().position(|n| n == name).ok_or_else(|| {
+                anyhow::anyhow!("no instrument {name:?}; known: {}", names.join(", "))
+            })?;
+            Some(id as u8)
+        }
+    };
     let budget_us = o.buffer_frames as f64 / o.sample_rate as f64 * 1e6;
-    let bus_only = time_engine(&instruments, 0, o);
+    let bus_only = time_engine(&instruments, only, 0, o);
     let rows = o
         .voices
         .iter()
         .map(|&voices| {
-            let engine = time_engine(&instruments, voices, o);
-            let bare = time_bare(&instruments, voices, o);
+            let engine = time_engine(&instruments, only, voices, o);
+            let bare = time_bare(&instruments, only, voices, o);
             RenderRow {
                 voices,
                 engine,
@@ -205,6 +235,7 @@ pub fn render(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
         buffer_frames: o.buffer_frames,
         sample_rate: o.sample_rate,
         seconds: o.seconds / 2.0,
+        instrument: None,
     };
     Ok(RenderReport {
         sample_rate: o.sample_rate,
@@ -212,8 +243,8 @@ pub fn render(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
         budget_us,
         bus_only,
         rows,
-        max_voices_half_budget: max_voices(&instruments, 0.5, budget_us, &probe),
-        max_voices_full_budget: max_voices(&instruments, 1.0, budget_us, &probe),
+        max_voices_half_budget: max_voices(&instruments, only, 0.5, budget_us, &probe),
+        max_voices_full_budget: max_voices(&instruments, only, 1.0, budget_us, &probe),
     })
 }
 

@@ -58,6 +58,9 @@ struct BenchRenderArgs {
     /// Seconds of audio timed per voice count.
     #[arg(long, value_name = "S", default_value_t = 4.0)]
     seconds: f64,
+    /// Only this instrument (default: all of them, in turn).
+    #[arg(long, value_name = "NAME")]
+    instrument: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -200,6 +203,7 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
         buffer_frames: args.buffer_frames,
         sample_rate: args.sample_rate,
         seconds: args.seconds,
+        instrument: args.instrument,
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
