@@ -35,6 +35,14 @@ pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instru
     }
 }
 
+/// Frames from an event's arrival to its note's start: the configured latency, but
+/// far enough ahead (two device buffers and the engine's one block of look-ahead) that
+/// no note is late, so that the start does not depend on where in a buffer the event
+/// arrived.
+pub fn scheduling_latency(latency_ms: f64, sample_rate: f64, buffer_frames: u32) -> u64 {
+    ((latency_ms / 1000.0 * sample_rate) as u64).max(2 * buffer_frames as u64 + BLOCK as u64)
+}
+
 /// Hand one scored note to the engine, counting what happened to it.
 fn conduct(
     score: &mut Score,
@@ -176,11 +184,8 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             opts.device.buffer_frames.to_string()
         }
     );
-    // Notes start a fixed time after their arrival, far enough ahead (two device
-    // buffers and the engine's one block of look-ahead) that none is late, so that the
-    // start does not depend on where in a buffer the event arrived.
-    let latency_frames = ((config.engine.latency_ms / 1000.0 * sr) as u64)
-        .max(2 * opts.device.buffer_frames as u64 + BLOCK as u64);
+    let latency_frames =
+        scheduling_latency(config.engine.latency_ms, sr, opts.device.buffer_frames);
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -42,6 +42,30 @@ enum Command {
 enum BenchCommand {
     /// The engine alone, driven by a null output: cost per buffer at given voice counts.
     Render(BenchRenderArgs),
+    /// The whole path in real time on the device: websocket frame → first sample heard.
+    Latency(BenchLatencyArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchLatencyArgs {
+    /// Device buffer sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
+    buffer_frames: Vec<u32>,
+    /// Events sent per buffer size.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    events: usize,
+    /// Events per second.
+    #[arg(long, value_name = "R", default_value_t = 20.0)]
+    rate: f64,
+    /// Output device name (see `carillon devices`).
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "HZ", default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -198,7 +222,7 @@ fn render(args: RenderArgs) -> Result<()> {
 
 fn bench_render(args: BenchRenderArgs) -> Result<()> {
     check_positive("--seconds", args.seconds)?;
-    let report = bench::render(&bench::RenderBenchOptions {
+    let report = bench::render::run(&bench::render::RenderBenchOptions {
         voices: args.voices,
         buffer_frames: args.buffer_frames,
         sample_rate: args.sample_rate,
@@ -208,7 +232,23 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", bench::table(&report));
+        print!("{}", bench::render::table(&report));
+    }
+    Ok(())
+}
+
+fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
+    let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
+        buffer_frames: args.buffer_frames,
+        events: args.events,
+        rate: args.rate,
+        device: args.device,
+        sample_rate: args.sample_rate,
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", bench::latency::table(&rows));
     }
     Ok(())
 }
@@ -231,6 +271,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render(args),
         Command::Devices => device::list().map(|s| print!("{s}")).map_err(Into::into),
         Command::Bench(BenchCommand::Render(args)) => bench_render(args),
+        Command::Bench(BenchCommand::Latency(args)) => bench_latency(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -376,3 +376,50 @@ fn an_unknown_device_is_refused_naming_the_available_ones() {
         out.stderr
     );
 }
+
+#[test]
+fn bench_latency_measures_every_note_through_the_device() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let buffer = PERIOD_FRAMES.to_string();
+    let out = run_carillon(
+        &[
+            "bench",
+            "latency",
+            "--buffer-frames",
+            &buffer,
+            "--events",
+            "12",
+            "--rate",
+            "20",
+            "--json",
+        ],
+        tap.env(),
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    let rows: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("bench latency --json prints JSON");
+    let row = &rows[0];
+    assert_eq!(row["notes_measured"].as_u64(), Some(12), "{row}");
+    let scheduled_ms = row["scheduling_latency_ms"]
+        .as_f64()
+        .expect("latency in force");
+    let median_ms = row["arrival_to_playback"]["median_us"]
+        .as_f64()
+        .expect("a median")
+        / 1000.0;
+    // At least the scheduled delay; at most that plus the look-ahead and a few periods.
+    assert!(
+        median_ms >= scheduled_ms && median_ms <= scheduled_ms + 5.0 + 30.0,
+        "arrival → playback {median_ms:.2} ms with {scheduled_ms:.2} ms scheduled: {row}"
+    );
+    let interval = row["callback_interval"]["median_us"]
+        .as_f64()
+        .expect("intervals");
+    let expected = 1e6 * f64::from(PERIOD_FRAMES) / 48_000.0;
+    assert!(
+        (interval - expected).abs() < expected * 0.2,
+        "callbacks every {interval:.0} µs, expected {expected:.0} µs"
+    );
+}

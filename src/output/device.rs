@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use thiserror::Error;
@@ -49,6 +50,19 @@ pub struct DeviceHealth {
     pub errors: AtomicU64,
     /// Callbacks run.
     pub callbacks: AtomicU64,
+}
+
+/// What one device callback did, for measuring latency: sent from the callback
+/// through a preallocated ring buffer when a measurement asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackRecord {
+    /// When the callback began writing the device buffer.
+    pub at: Instant,
+    /// Stream frame of the buffer's first frame, and how many frames it holds.
+    pub first_frame: u64,
+    pub frames: u32,
+    /// How long after the callback the device reports the buffer will be heard.
+    pub playback_delay: Duration,
 }
 
 /// A running output stream. Dropping it stops the sound.
@@ -111,7 +125,17 @@ fn find(host: &cpal::Host, wanted: &Option<String>) -> Result<cpal::Device, Devi
 
 impl DeviceOutput {
     /// Open the device and start playing the audio half's output.
-    pub fn start(request: &DeviceRequest, mut audio: AudioHalf) -> Result<Self, DeviceError> {
+    pub fn start(request: &DeviceRequest, audio: AudioHalf) -> Result<Self, DeviceError> {
+        Self::start_measured(request, audio, None)
+    }
+
+    /// Like [`DeviceOutput::start`], and each callback also reports a
+    /// [`CallbackRecord`] into `records` (dropped when it is full).
+    pub fn start_measured(
+        request: &DeviceRequest,
+        mut audio: AudioHalf,
+        mut records: Option<rtrb::Producer<CallbackRecord>>,
+    ) -> Result<Self, DeviceError> {
         let host = cpal::default_host();
         let device = find(&host, &request.device)?;
         let name = device_name(&device);
@@ -157,9 +181,20 @@ impl DeviceOutput {
         let stream = device
             .build_output_stream::<f32, _, _>(
                 config,
-                move |data: &mut [f32], _info: &cpal::OutputCallbackInfo| {
+                move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    let at = Instant::now();
+                    let first_frame = audio.clock();
                     audio.render(data, ch);
                     callback_health.callbacks.fetch_add(1, Relaxed);
+                    if let Some(records) = records.as_mut() {
+                        let t = info.timestamp();
+                        let _ = records.push(CallbackRecord {
+                            at,
+                            first_frame,
+                            frames: (data.len() / ch.max(1)) as u32,
+                            playback_delay: t.playback.duration_since(t.callback),
+                        });
+                    }
                 },
                 move |e: cpal::Error| {
                     if e.kind() == cpal::ErrorKind::Xrun {

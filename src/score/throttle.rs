@@ -12,7 +12,7 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(max_notes: usize, window_ms: u64) -> Self {
         Self {
-            starts: VecDeque::with_capacity(max_notes + 1),
+            starts: VecDeque::with_capacity(max_notes.saturating_add(1).min(1024)),
             max_notes,
             window: window_ms as f64 / 1000.0,
         }

@@ -6,11 +6,12 @@
 //! ratio), and searches for the largest voice count that fits in half and in all of
 //! the budget.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, Net, U1};
 use serde::Serialize;
 
+use super::Timing;
 use crate::config::Config;
 use crate::engine::{engine, AudioHalf, ControlHalf, BLOCK};
 use crate::event::EventKind;
@@ -25,14 +26,6 @@ pub struct RenderBenchOptions {
     pub seconds: f64,
     /// Only this instrument (by name); all of them, in turn, when `None`.
     pub instrument: Option<String>,
-}
-
-/// Cost of one device buffer, in microseconds.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Timing {
-    pub median_us: f64,
-    pub p99_us: f64,
-    pub max_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,17 +87,6 @@ fn sounding_engine(
     (control, audio)
 }
 
-fn timing(mut samples: Vec<Duration>) -> Timing {
-    samples.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let at = |q: f64| us(samples[((samples.len() - 1) as f64 * q).round() as usize]);
-    Timing {
-        median_us: at(0.5),
-        p99_us: at(0.99),
-        max_us: samples.last().map_or(0.0, |d| us(*d)),
-    }
-}
-
 /// Buffers timed per engine, and in all.
 fn buffers(o: &RenderBenchOptions) -> (usize, usize) {
     let sr = o.sample_rate as f64;
@@ -133,7 +115,7 @@ fn time_engine(
         }
         std::hint::black_box(&out);
     }
-    timing(samples)
+    Timing::of(samples)
 }
 
 /// The same voices, summed by a plain fundsp `Net`, rendered in the same buffers.
@@ -166,7 +148,7 @@ fn time_bare(
         }
         std::hint::black_box(out.channel_f32(0));
     }
-    timing(samples)
+    Timing::of(samples)
 }
 
 /// The largest voice count whose median buffer fits in `share` of the budget, by
@@ -198,7 +180,7 @@ fn max_voices(
     good
 }
 
-pub fn render(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
+pub fn run(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
     anyhow::ensure!(o.buffer_frames > 0, "--buffer-frames must be at least 1");
     anyhow::ensure!(!o.voices.is_empty(), "--voices needs at least one count");
     let instruments = Instruments::built_in()?;

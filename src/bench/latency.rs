@@ -1,0 +1,263 @@
+//! `carillon bench latency`: the whole path, in real time, on the audio device.
+//!
+//! A websocket server inside the bench (on 127.0.0.1) sends wikimon edits at a chosen
+//! rate; carillon's own client receives them, the score maps them and the engine
+//! schedules them as `play` does. Every device callback reports when it ran, which
+//! stream frames it wrote and when the device says they will be heard, so each note's
+//! latency is measured from the frame's arrival to the callback that writes its first
+//! audible sample, and to the playback instant the device reports.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::Timing;
+use crate::conductor::scheduling_latency;
+use crate::config::Config;
+use crate::engine::engine;
+use crate::ingest::{self, Delivery, Source};
+use crate::output::device::{CallbackRecord, DeviceOutput, DeviceRequest};
+use crate::score::{Outcome, Score};
+use crate::stats::Stats;
+
+pub struct LatencyBenchOptions {
+    pub buffer_frames: Vec<u32>,
+    pub events: usize,
+    /// Events per second.
+    pub rate: f64,
+    pub device: Option<String>,
+    pub sample_rate: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LatencyRow {
+    pub buffer_frames: u32,
+    pub events_sent: usize,
+    pub notes_measured: usize,
+    /// The fixed delay from arrival to scheduled start, in force for this buffer size.
+    pub scheduling_latency_ms: f64,
+    /// The master bus's look-ahead (the limiter), included in the figures below.
+    pub bus_lookahead_ms: f64,
+    /// Frame arrival → the callback that writes the note's first audible sample.
+    pub arrival_to_write: Timing,
+    /// Frame arrival → the instant the device reports that sample will be heard.
+    pub arrival_to_playback: Timing,
+    /// Standard deviation of arrival → playback.
+    pub playback_jitter_us: f64,
+    /// Time between callbacks, and what it should be.
+    pub callback_interval: Timing,
+    pub expected_interval_us: f64,
+    pub xruns: u64,
+}
+
+/// One edit message of the bench's feed.
+fn message(k: usize) -> String {
+    serde_json::json!({
+        "action": "edit",
+        "change_size": 5 + (k * 37) % 3000,
+        "page_title": format!("Bench note {k}"),
+        "ns": "Main",
+        "user": "carillon-bench",
+        "is_anon": false,
+        "is_bot": false,
+        "is_minor": false,
+        "is_new": false,
+        "url": "",
+        "summary": "",
+    })
+    .to_string()
+}
+
+/// Serve one connection: `events` edits at `rate` per second, then stay open.
+async fn serve(listener: tokio::net::TcpListener, events: usize, rate: f64) {
+    let Ok((tcp, _)) = listener.accept().await else {
+        return;
+    };
+    let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+        return;
+    };
+    let (mut tx, mut rx) = ws.split();
+    // Read (and so answer pings) while sending.
+    tokio::spawn(async move { while rx.next().await.is_some() {} });
+    let start = tokio::time::Instant::now() + Duration::from_millis(300);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    for k in 0..events {
+        tokio::time::sleep_until(start + interval * k as u32).await;
+        if tx.send(Message::text(message(k))).await.is_err() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+fn std_dev_us(samples: &[Duration]) -> f64 {
+    let n = samples.len().max(1) as f64;
+    let us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    let mean = us.iter().sum::<f64>() / n;
+    (us.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
+fn run_one(
+    o: &LatencyBenchOptions,
+    buffer_frames: u32,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<LatencyRow> {
+    let sr = o.sample_rate as f64;
+    let mut config = Config::defaults();
+    // The bench sends what it sends: nothing is throttled or filtered.
+    config.score.throttle.max_notes = usize::MAX / 2;
+    config.engine.polyphony = config.engine.polyphony.max(256);
+    let instruments = crate::instrument::Instruments::built_in()?;
+    let mut score = Score::new(&config.score, &instruments.names())?;
+    let (mut control, audio) = engine(&config.engine, instruments, sr);
+    let (records_tx, mut records_rx) = rtrb::RingBuffer::<CallbackRecord>::new(1 << 16);
+    let request = DeviceRequest {
+        device: o.device.clone(),
+        sample_rate: o.sample_rate,
+        buffer_frames,
+    };
+    let device = DeviceOutput::start_measured(&request, audio, Some(records_tx))?;
+    let latency = scheduling_latency(config.engine.latency_ms, sr, buffer_frames);
+    let lookahead = (config.engine.limiter.attack_ms as f64 / 1000.0 * sr).round() as u64;
+
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .context("cannot open the bench's websocket server on 127.0.0.1")?;
+    let url = format!("ws://{}/", listener.local_addr()?);
+    let server = runtime.spawn(serve(listener, o.events, o.rate));
+    let (tx, rx) = crossbeam_channel::bounded(4096);
+    let stats = Arc::new(Stats::default());
+    let client = runtime.spawn(ingest::run(
+        Source::WebSocket(url),
+        config.source.clone(),
+        1.0,
+        Delivery {
+            tx,
+            stats: stats.clone(),
+        },
+    ));
+
+    let mut scheduled: Vec<(Instant, u64)> = Vec::with_capacity(o.events);
+    let mut records: Vec<CallbackRecord> = Vec::with_capacity(1 << 16);
+    let deadline = Instant::now() + Duration::from_secs_f64(o.events as f64 / o.rate + 10.0);
+    while scheduled.len() < o.events && Instant::now() < deadline {
+        if let Ok(arrival) = rx.recv_timeout(Duration::from_millis(5)) {
+            let frame = control.frame_at(arrival.at) + latency;
+            if let Outcome::Play(note) = score.map(&arrival.event, frame as f64 / sr) {
+                if control.play(&note, frame).is_ok() {
+                    scheduled.push((arrival.at, frame));
+                }
+            }
+        }
+        while let Ok(r) = records_rx.pop() {
+            records.push(r);
+        }
+        control.collect();
+    }
+    // Let the last notes reach the device.
+    std::thread::sleep(Duration::from_secs_f64(
+        (latency + lookahead + 4 * buffer_frames as u64) as f64 / sr + 0.05,
+    ));
+    let xruns = device.health.xruns.load(Relaxed);
+    drop(device);
+    while let Ok(r) = records_rx.pop() {
+        records.push(r);
+    }
+    client.abort();
+    server.abort();
+
+    let mut to_write = Vec::with_capacity(scheduled.len());
+    let mut to_playback = Vec::with_capacity(scheduled.len());
+    for &(arrival, frame) in &scheduled {
+        let target = frame + lookahead;
+        let i = records.partition_point(|r| r.first_frame + r.frames as u64 <= target);
+        let Some(r) = records.get(i).filter(|r| r.first_frame <= target) else {
+            continue;
+        };
+        let write = r.at.saturating_duration_since(arrival);
+        let within = Duration::from_secs_f64((target - r.first_frame) as f64 / sr);
+        to_write.push(write);
+        to_playback.push(write + r.playback_delay + within);
+    }
+    let intervals: Vec<Duration> = records
+        .windows(2)
+        .map(|w| w[1].at.saturating_duration_since(w[0].at))
+        .collect();
+    let expected_interval_us = records
+        .first()
+        .map_or(buffer_frames as f64, |r| r.frames as f64)
+        / sr
+        * 1e6;
+    Ok(LatencyRow {
+        buffer_frames,
+        events_sent: o.events,
+        notes_measured: to_playback.len(),
+        scheduling_latency_ms: latency as f64 / sr * 1e3,
+        bus_lookahead_ms: lookahead as f64 / sr * 1e3,
+        playback_jitter_us: std_dev_us(&to_playback),
+        arrival_to_write: Timing::of(to_write),
+        arrival_to_playback: Timing::of(to_playback),
+        callback_interval: Timing::of(intervals),
+        expected_interval_us,
+        xruns,
+    })
+}
+
+pub fn run(o: &LatencyBenchOptions) -> Result<Vec<LatencyRow>> {
+    anyhow::ensure!(o.events > 0, "--events must be at least 1");
+    anyhow::ensure!(
+        o.rate > 0.0 && o.rate.is_finite(),
+        "--rate must be a positive number of events per second"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    o.buffer_frames
+        .iter()
+        .map(|&b| run_one(o, b, &runtime))
+        .collect()
+}
+
+/// The rows as a table for people.
+pub fn table(rows: &[LatencyRow]) -> String {
+    let mut s = String::from(
+        "carillon bench latency: frame arrival → first audible sample (ms)\n\n\
+         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns\n",
+    );
+    let ms = |us: f64| us / 1000.0;
+    for r in rows {
+        s.push_str(&format!(
+            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6}\n",
+            r.buffer_frames,
+            r.notes_measured,
+            r.events_sent,
+            r.scheduling_latency_ms,
+            ms(r.arrival_to_write.median_us),
+            ms(r.arrival_to_write.p99_us),
+            ms(r.arrival_to_write.max_us),
+            ms(r.arrival_to_playback.median_us),
+            ms(r.arrival_to_playback.p99_us),
+            ms(r.arrival_to_playback.max_us),
+            ms(r.playback_jitter_us),
+            r.callback_interval.median_us,
+            r.callback_interval.p99_us,
+            r.callback_interval.max_us,
+            r.expected_interval_us,
+            r.xruns,
+        ));
+    }
+    if let Some(r) = rows.first() {
+        s.push_str(&format!(
+            "\n(every figure includes the fixed scheduling latency and the limiter's {:.1} ms look-ahead)\n",
+            r.bus_lookahead_ms
+        ));
+    }
+    s
+}
