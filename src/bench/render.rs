@@ -95,6 +95,26 @@ fn buffers(o: &RenderBenchOptions) -> (usize, usize) {
     (per_run, total)
 }
 
+/// Time `render` on fresh state from `setup`, rebuilt every run, buffer by buffer.
+fn time_runs<S>(
+    o: &RenderBenchOptions,
+    mut setup: impl FnMut() -> S,
+    mut render: impl FnMut(&mut S),
+) -> Timing {
+    let (per_run, total) = buffers(o);
+    let mut samples = Vec::with_capacity(total);
+    while samples.len() < total {
+        let mut state = setup();
+        for _ in 0..per_run {
+            let started = Instant::now();
+            render(&mut state);
+            samples.push(started.elapsed());
+        }
+        std::hint::black_box(&mut state);
+    }
+    Timing::of(samples)
+}
+
 /// Time the engine rendering `buffer`-frame buffers with `voices` voices.
 fn time_engine(
     instruments: &Instruments,
@@ -103,19 +123,12 @@ fn time_engine(
     o: &RenderBenchOptions,
 ) -> Timing {
     let sr = o.sample_rate as f64;
-    let (per_run, total) = buffers(o);
     let mut out = vec![0.0f32; o.buffer_frames * 2];
-    let mut samples = Vec::with_capacity(total);
-    while samples.len() < total {
-        let (_control, mut audio) = sounding_engine(instruments, only, voices, sr);
-        for _ in 0..per_run {
-            let started = Instant::now();
-            audio.render(&mut out, 2);
-            samples.push(started.elapsed());
-        }
-        std::hint::black_box(&out);
-    }
-    Timing::of(samples)
+    time_runs(
+        o,
+        || sounding_engine(instruments, only, voices, sr),
+        |(_control, audio)| audio.render(&mut out, 2),
+    )
 }
 
 /// The same voices, summed by a plain fundsp `Net`, rendered in the same buffers.
@@ -126,29 +139,24 @@ fn time_bare(
     o: &RenderBenchOptions,
 ) -> Timing {
     let sr = o.sample_rate as f64;
-    let (per_run, total) = buffers(o);
     let mut out = BufferArray::<U1>::new();
-    let mut samples = Vec::with_capacity(total);
-    while samples.len() < total {
+    let setup = || {
         let mut net = (0..voices).fold(Net::wrap(Box::new(fundsp::prelude::zero())), |net, i| {
             let n = note(i, only, instruments.names().len());
             net + Net::wrap(instruments.build(&n, sr).unit)
         });
         net.set_sample_rate(sr);
         net.allocate();
-        for _ in 0..per_run {
-            let started = Instant::now();
-            let mut left = o.buffer_frames;
-            while left > 0 {
-                let n = left.min(BLOCK);
-                net.process(n, &BufferRef::empty(), &mut out.buffer_mut());
-                left -= n;
-            }
-            samples.push(started.elapsed());
+        net
+    };
+    time_runs(o, setup, |net| {
+        let mut left = o.buffer_frames;
+        while left > 0 {
+            let n = left.min(BLOCK);
+            net.process(n, &BufferRef::empty(), &mut out.buffer_mut());
+            left -= n;
         }
-        std::hint::black_box(out.channel_f32(0));
-    }
-    Timing::of(samples)
+    })
 }
 
 /// The largest voice count whose median buffer fits in `share` of the budget, by
