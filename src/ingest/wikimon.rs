@@ -186,15 +186,15 @@ pub fn parse_recentchange(text: &str) -> Result<Event, ParseError> {
 /// Parse a line that may be either format: wikimon if it has `page_title`, else
 /// EventStreams recentchange.
 pub fn parse_any(text: &str) -> Result<Event, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ParseError::Json(e.to_string()))?;
-    if value.get("page_title").is_some() {
-        let m: Wikimon =
-            serde_json::from_value(value).map_err(|e| ParseError::Json(e.to_string()))?;
-        from_wikimon(m)
-    } else {
-        parse_recentchange(text)
+    // A wikimon message names its `page_title` key literally; looking for it first
+    // parses each line once (the key inside some other string only costs a retry).
+    if text.contains("\"page_title\"") {
+        match parse_wikimon(text) {
+            Err(ParseError::NotWikimon) => {}
+            other => return other,
+        }
     }
+    parse_recentchange(text)
 }
 
 #[cfg(test)]
@@ -263,6 +263,16 @@ mod tests {
         assert!(parse_wikimon("{not json").is_err());
         assert!(parse_wikimon("[1,2,3]").is_err());
         assert_eq!(parse_wikimon("{}"), Err(ParseError::NotWikimon));
+    }
+
+    #[test]
+    fn a_recentchange_mentioning_page_title_is_still_a_recentchange() {
+        let line = r#"{"type":"edit","title":"A","comment":"renamed \"page_title\"","length":{"old":10,"new":4}}"#;
+        let e = parse_any(line).unwrap();
+        assert_eq!(
+            (e.kind, e.size, e.title.as_str()),
+            (EventKind::Removal, -6, "A")
+        );
     }
 
     #[test]
