@@ -48,6 +48,9 @@ enum BenchCommand {
 
 #[derive(clap::Args)]
 struct BenchLatencyArgs {
+    /// Configuration file whose engine settings (latency, limiter) are measured.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Device buffer sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
     buffer_frames: Vec<u32>,
@@ -239,6 +242,7 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
 
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
+        config: load_config(&args.config)?,
         buffer_frames: args.buffer_frames,
         events: args.events,
         rate: args.rate,

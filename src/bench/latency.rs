@@ -26,6 +26,9 @@ use crate::score::{Outcome, Score};
 use crate::stats::Stats;
 
 pub struct LatencyBenchOptions {
+    /// Settings to measure (scheduling latency, limiter look-ahead…); the throttle and
+    /// filters are lifted so that every event sent is measured.
+    pub config: Config,
     pub buffer_frames: Vec<u32>,
     pub events: usize,
     /// Events per second.
@@ -108,9 +111,11 @@ fn run_one(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<LatencyRow> {
     let sr = o.sample_rate as f64;
-    let mut config = Config::defaults();
+    let mut config = o.config.clone();
     // The bench sends what it sends: nothing is throttled or filtered.
     config.score.throttle.max_notes = usize::MAX / 2;
+    config.score.filter.namespaces.clear();
+    config.score.filter.bots = true;
     config.engine.polyphony = config.engine.polyphony.max(256);
     let instruments = crate::instrument::Instruments::built_in()?;
     let mut score = Score::new(&config.score, &instruments.names())?;
