@@ -232,12 +232,7 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
         seconds: args.seconds,
         instrument: args.instrument,
     })?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", bench::render::table(&report));
-    }
-    Ok(())
+    print_report(&report, args.json, bench::render::table)
 }
 
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
@@ -249,10 +244,21 @@ fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
         device: args.device,
         sample_rate: args.sample_rate,
     })?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+    print_report(&rows, args.json, |rows: &Vec<_>| {
+        bench::latency::table(rows)
+    })
+}
+
+/// Print a bench report as JSON, or as its table for people.
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    table: impl Fn(&T) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", bench::latency::table(&rows));
+        print!("{}", table(report));
     }
     Ok(())
 }

@@ -94,42 +94,39 @@ fn render_counts_notes_of_a_real_stream() {
     assert_eq!(field("malformed"), 0, "{summary}");
 }
 
-#[test]
-fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
-    let path = scratch("bad.toml");
-    std::fs::write(&path, "[score]\nsteps = 24\n[engine]\npolyphonie = 12\n").expect("write");
+/// Run a one-second render that must fail, with `args` before the output; its stderr.
+fn failed_render(args: &[&str]) -> String {
     let out = scratch("never.wav");
-    let o = carillon(&[
+    let mut all = vec![
         "render",
-        "--config",
-        path.to_str().expect("utf-8"),
-        "--source",
-        "demo",
         "--duration",
         "1",
         "-o",
         out.to_str().expect("utf-8"),
+    ];
+    all.extend_from_slice(args);
+    let o = carillon(&all);
+    assert!(!o.status.success(), "render {args:?} should fail");
+    stderr(&o)
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
+    let path = scratch("bad.toml");
+    std::fs::write(&path, "[score]\nsteps = 24\n[engine]\npolyphonie = 12\n").expect("write");
+    let err = failed_render(&[
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--source",
+        "demo",
     ]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
     assert!(err.contains("bad.toml:4:"), "{err}");
     assert!(err.contains("polyphonie"), "{err}");
 }
 
 #[test]
 fn an_unknown_source_is_explained() {
-    let out = scratch("never2.wav");
-    let o = carillon(&[
-        "render",
-        "--source",
-        "http://example.org",
-        "--duration",
-        "1",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(!o.status.success());
-    let err = stderr(&o);
+    let err = failed_render(&["--source", "http://example.org"]);
     assert!(
         err.contains("ws://") && err.contains("replay:PATH"),
         "{err}"
@@ -138,22 +135,8 @@ fn an_unknown_source_is_explained() {
 
 #[test]
 fn a_missing_replay_file_is_named() {
-    let out = scratch("never3.wav");
-    let o = carillon(&[
-        "render",
-        "--source",
-        "replay:/nonexistent/feed.jsonl",
-        "--duration",
-        "1",
-        "-o",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("/nonexistent/feed.jsonl"),
-        "{}",
-        stderr(&o)
-    );
+    let err = failed_render(&["--source", "replay:/nonexistent/feed.jsonl"]);
+    assert!(err.contains("/nonexistent/feed.jsonl"), "{err}");
 }
 
 #[test]

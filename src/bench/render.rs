@@ -80,9 +80,10 @@ fn sounding_engine(
     let mut config = Config::defaults();
     config.engine.polyphony = voices.max(1);
     let (mut control, audio) = engine(&config.engine, instruments.clone(), sr);
+    let kinds = instruments.names().len();
     for i in 0..voices {
         // The queue holds twice the polyphony: every note fits.
-        let _ = control.play(&note(i, only, instruments.names().len()), 0);
+        let _ = control.play(&note(i, only, kinds), 0);
     }
     (control, audio)
 }
@@ -140,9 +141,10 @@ fn time_bare(
 ) -> Timing {
     let sr = o.sample_rate as f64;
     let mut out = BufferArray::<U1>::new();
+    let kinds = instruments.names().len();
     let setup = || {
         let mut net = (0..voices).fold(Net::wrap(Box::new(fundsp::prelude::zero())), |net, i| {
-            let n = note(i, only, instruments.names().len());
+            let n = note(i, only, kinds);
             net + Net::wrap(instruments.build(&n, sr).unit)
         });
         net.set_sample_rate(sr);
