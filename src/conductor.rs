@@ -35,12 +35,37 @@ pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instru
     }
 }
 
-/// Frames from an event's arrival to its note's start: the configured latency, but
-/// far enough ahead (two device buffers and the engine's one block of look-ahead) that
-/// no note is late, so that the start does not depend on where in a buffer the event
-/// arrived.
-pub fn scheduling_latency(latency_ms: f64, sample_rate: f64, buffer_frames: u32) -> u64 {
-    ((latency_ms / 1000.0 * sample_rate) as u64).max(2 * buffer_frames as u64 + BLOCK as u64)
+/// Frames from an event's arrival to its note's start: the configured latency, but never
+/// less than the floor below which a note could miss its block.
+///
+/// The engine renders a 64-frame block in the first device callback that needs any of
+/// its frames, so a note must reach the engine before that callback. Arriving just
+/// before a callback, it has at most `buffer + 64 - gcd(buffer, 64)` frames to go
+/// (exactly one buffer when buffers are whole blocks, as at 64, 128 or 256 frames), plus
+/// `margin_ms` for the event to cross from the network thread and for the callback's
+/// own timing jitter. A note that still misses it starts at the next block and is
+/// counted as late.
+pub fn scheduling_latency(
+    latency_ms: f64,
+    margin_ms: f64,
+    sample_rate: f64,
+    buffer_frames: u32,
+) -> u64 {
+    let buffer = u64::from(buffer_frames.max(1));
+    let block = BLOCK as u64;
+    let floor = buffer + block - gcd(buffer, block) + frames_in(margin_ms, sample_rate);
+    frames_in(latency_ms, sample_rate).max(floor)
+}
+
+fn frames_in(ms: f64, sample_rate: f64) -> u64 {
+    (ms.max(0.0) / 1000.0 * sample_rate).ceil() as u64
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Hand one scored note to the engine, counting what happened to it.
@@ -174,18 +199,26 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     let (mut control, audio) = engine(&engine_config, instruments, sr);
     let device = DeviceOutput::start(&opts.device, audio)?;
     tracing::info!(
-        "playing on {:?}: {} Hz, {} channels, {} frames per buffer",
+        "playing on {:?} ({}): {} Hz, {} channels, {} frames per buffer",
         device.name,
+        device.host,
         device.sample_rate,
         device.channels,
-        if opts.device.buffer_frames == 0 {
+        if device.buffer_frames == 0 {
             "default".to_owned()
         } else {
-            opts.device.buffer_frames.to_string()
+            device.buffer_frames.to_string()
         }
     );
-    let latency_frames =
-        scheduling_latency(config.engine.latency_ms, sr, opts.device.buffer_frames);
+    // The floor follows the largest buffer the device has actually asked for.
+    let latency_frames = |control: &ControlHalf| {
+        scheduling_latency(
+            config.engine.latency_ms,
+            config.engine.margin_ms,
+            sr,
+            device.buffer_frames.max(control.device_buffer()),
+        )
+    };
 
     let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -232,7 +265,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         }
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(arrival) => {
-                let frame = control.frame_at(arrival.at) + latency_frames;
+                let frame = control.frame_at(arrival.at) + latency_frames(&control);
                 conduct(
                     &mut score,
                     &mut control,
@@ -346,5 +379,35 @@ impl Status {
         if self.shown {
             eprint!("\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scheduling_latency;
+
+    #[test]
+    fn the_floor_is_one_buffer_when_buffers_are_whole_blocks() {
+        // 1 ms of margin is 48 frames at 48 kHz.
+        assert_eq!(scheduling_latency(0.0, 1.0, 48_000.0, 64), 64 + 48);
+        assert_eq!(scheduling_latency(0.0, 1.0, 48_000.0, 128), 128 + 48);
+        assert_eq!(scheduling_latency(0.0, 1.0, 48_000.0, 256), 256 + 48);
+        assert_eq!(scheduling_latency(0.0, 0.0, 48_000.0, 64), 64);
+    }
+
+    #[test]
+    fn buffers_that_are_not_whole_blocks_wait_for_the_block_too() {
+        // Small buffers that divide a block wait for the block: 64 frames.
+        assert_eq!(scheduling_latency(0.0, 0.0, 48_000.0, 32), 64);
+        assert_eq!(scheduling_latency(0.0, 0.0, 48_000.0, 1), 64);
+        // 100 frames: the next block may begin 4 frames into the next buffer.
+        assert_eq!(scheduling_latency(0.0, 0.0, 48_000.0, 100), 100 + 60);
+        assert_eq!(scheduling_latency(0.0, 0.0, 48_000.0, 37), 37 + 63);
+    }
+
+    #[test]
+    fn a_configured_latency_above_the_floor_is_kept() {
+        assert_eq!(scheduling_latency(20.0, 1.0, 48_000.0, 256), 960);
+        assert_eq!(scheduling_latency(20.0, 1.0, 44_100.0, 64), 882);
     }
 }

@@ -106,6 +106,7 @@ pub struct FilterConfig {
 pub struct EngineConfig {
     pub polyphony: usize,
     pub latency_ms: f64,
+    pub margin_ms: f64,
     pub volume: f32,
     pub instruments_dir: String,
     pub reverb: ReverbConfig,
@@ -132,6 +133,7 @@ pub struct LimiterConfig {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
+    pub host: String,
     pub sample_rate: u32,
     pub buffer_frames: u32,
 }

@@ -32,7 +32,7 @@ enum Command {
     /// Render a source with recorded times (demo or replay:FILE) into a WAV file.
     Render(RenderArgs),
     /// List audio output devices and their supported configurations.
-    Devices,
+    Devices(DevicesArgs),
     /// Measure carillon itself.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -47,10 +47,22 @@ enum BenchCommand {
 }
 
 #[derive(clap::Args)]
+struct DevicesArgs {
+    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
+    /// system's, or `output.host` in the configuration).
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
+}
+
+#[derive(clap::Args)]
 struct BenchLatencyArgs {
     /// Configuration file whose engine settings (latency, limiter) are measured.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
+    /// system's, or `output.host` in the configuration).
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// Device buffer sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
     buffer_frames: Vec<u32>,
@@ -101,6 +113,10 @@ struct PlayArgs {
     /// Event source: a ws:// or wss:// URL (wikimon format), "demo", or "replay:PATH".
     #[arg(long, value_name = "SPEC")]
     source: Option<String>,
+    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
+    /// system's, or `output.host` in the configuration).
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
     /// Output device name (see `carillon devices`); default: the system's default.
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
@@ -184,9 +200,11 @@ fn play(args: PlayArgs) -> Result<()> {
     let opts = PlayOptions {
         source,
         device: DeviceRequest {
+            host: args.host.or_else(|| Some(config.output.host.clone())),
             device: args.device,
             sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
             buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
+            exact_buffer: false,
         },
         volume: args.volume,
         duration: args.duration,
@@ -236,8 +254,10 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
 }
 
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
-        config: load_config(&args.config)?,
+        host: args.host.or_else(|| Some(config.output.host.clone())),
+        config,
         buffer_frames: args.buffer_frames,
         events: args.events,
         rate: args.rate,
@@ -279,7 +299,9 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Play(PlayArgs::default())) {
         Command::Play(args) => play(args),
         Command::Render(args) => render(args),
-        Command::Devices => device::list().map(|s| print!("{s}")).map_err(Into::into),
+        Command::Devices(args) => device::list(args.host.as_deref())
+            .map(|s| print!("{s}"))
+            .map_err(Into::into),
         Command::Bench(BenchCommand::Render(args)) => bench_render(args),
         Command::Bench(BenchCommand::Latency(args)) => bench_latency(args),
     };

@@ -7,13 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use carillon::config::Config;
-use carillon::ingest::wikimon::parse_wikimon;
-use carillon::score::{Outcome, Score};
 use support::{
-    cents, count_clipped, nearest_csharp_pentatonic, onsets, peak_abs, run_carillon, run_command,
-    spawn_carillon, spectrum_peak, wikimon_edit, wikimon_newuser, DeviceTap, JackServer, RunOutput,
-    Step, Wav, WsServer, SAMPLE_RATE,
+    cents, count_clipped, expected, nearest_csharp_pentatonic, onsets, peak_abs, run_carillon,
+    run_command, spawn_carillon, spectrum_peak, wikimon_edit, wikimon_newuser, DeviceTap,
+    JackServer, RunOutput, Step, Wav, WsServer, SAMPLE_RATE,
 };
 
 const PERIOD_FRAMES: u32 = 256;
@@ -101,17 +98,6 @@ fn edits_ring_once_each_in_real_time_through_the_device() {
             (650.0..=750.0).contains(&gap),
             "edits 700 ms apart sounded {gap:.0} ms apart (onsets at {found:?} ms)"
         );
-    }
-}
-
-/// What carillon's own score says the message should play: instrument and frequency.
-fn expected(message: &str) -> (u8, f64) {
-    let names = ["celesta", "clavichord", "violin"].map(String::from);
-    let mut score = Score::new(&Config::defaults().score, &names).expect("default score");
-    let event = parse_wikimon(message).expect("a valid wikimon message");
-    match score.map(&event, 0.0) {
-        Outcome::Play(note) => (note.instrument.0, f64::from(note.frequency)),
-        other => panic!("{message} should play, but the score says {other:?}"),
     }
 }
 
@@ -402,6 +388,11 @@ fn bench_latency_measures_every_note_through_the_device() {
         serde_json::from_str(&out.stdout).expect("bench latency --json prints JSON");
     let row = &rows[0];
     assert_eq!(row["notes_measured"].as_u64(), Some(12), "{row}");
+    assert_eq!(
+        row["late"].as_u64(),
+        Some(0),
+        "no note missed its block: {row}"
+    );
     let scheduled_ms = row["scheduling_latency_ms"]
         .as_f64()
         .expect("latency in force");

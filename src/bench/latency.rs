@@ -29,6 +29,7 @@ pub struct LatencyBenchOptions {
     /// Settings to measure (scheduling latency, limiter look-ahead…); the throttle and
     /// filters are lifted so that every event sent is measured.
     pub config: Config,
+    pub host: Option<String>,
     pub buffer_frames: Vec<u32>,
     pub events: usize,
     /// Events per second.
@@ -56,6 +57,9 @@ pub struct LatencyRow {
     pub callback_interval: Timing,
     pub expected_interval_us: f64,
     pub xruns: u64,
+    /// Notes that reached the engine after their block was rendered (they start up to one
+    /// block late, so the figures above are exact only when this is 0).
+    pub late: u64,
 }
 
 /// One edit message of the bench's feed.
@@ -122,12 +126,20 @@ fn run_one(
     let (mut control, audio) = engine(&config.engine, instruments, sr);
     let (records_tx, mut records_rx) = rtrb::RingBuffer::<CallbackRecord>::new(1 << 16);
     let request = DeviceRequest {
+        host: o.host.clone(),
         device: o.device.clone(),
         sample_rate: o.sample_rate,
         buffer_frames,
+        // A row is measured at the buffer size it names, or not at all.
+        exact_buffer: true,
     };
     let device = DeviceOutput::start_measured(&request, audio, Some(records_tx))?;
-    let latency = scheduling_latency(config.engine.latency_ms, sr, buffer_frames);
+    let latency = scheduling_latency(
+        config.engine.latency_ms,
+        config.engine.margin_ms,
+        sr,
+        buffer_frames,
+    );
     let lookahead = (config.engine.limiter.attack_ms as f64 / 1000.0 * sr).round() as u64;
 
     let listener = runtime
@@ -169,6 +181,7 @@ fn run_one(
         (latency + lookahead + 4 * buffer_frames as u64) as f64 / sr + 0.05,
     ));
     let xruns = device.health.xruns.load(Relaxed);
+    let late = control.shared().late.load(Relaxed);
     drop(device);
     while let Ok(r) = records_rx.pop() {
         records.push(r);
@@ -210,6 +223,7 @@ fn run_one(
         callback_interval: Timing::of(intervals),
         expected_interval_us,
         xruns,
+        late,
     })
 }
 
@@ -234,12 +248,12 @@ pub fn run(o: &LatencyBenchOptions) -> Result<Vec<LatencyRow>> {
 pub fn table(rows: &[LatencyRow]) -> String {
     let mut s = String::from(
         "carillon bench latency: frame arrival → first audible sample (ms)\n\n\
-         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns\n",
+         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late\n",
     );
     let ms = |us: f64| us / 1000.0;
     for r in rows {
         s.push_str(&format!(
-            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6}\n",
+            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}\n",
             r.buffer_frames,
             r.notes_measured,
             r.events_sent,
@@ -256,6 +270,7 @@ pub fn table(rows: &[LatencyRow]) -> String {
             r.callback_interval.max_us,
             r.expected_interval_us,
             r.xruns,
+            r.late,
         ));
     }
     if let Some(r) = rows.first() {

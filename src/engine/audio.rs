@@ -51,6 +51,8 @@ pub struct AudioHalf {
     /// Read position in `bus_out`; BLOCK when the block is used up.
     read: usize,
     fade_frames: u64,
+    /// The largest device buffer seen (published in `EngineShared::device_buffer`).
+    largest_buffer: u32,
     volume: f32,
     volume_coeff: f32,
     ceiling: f32,
@@ -89,6 +91,7 @@ impl AudioHalf {
             clock: 0,
             read: BLOCK,
             fade_frames: (FADE_SECONDS * sample_rate).max(1.0) as u64,
+            largest_buffer: 0,
             volume: shared.volume(),
             // Volume changes glide with a 20 ms time constant: no zipper noise.
             volume_coeff: (-1.0 / (0.020 * sample_rate)).exp() as f32,
@@ -117,6 +120,10 @@ impl AudioHalf {
         let origin = now_ns - self.clock as f64 * self.sample_period_ns;
         self.shared.origin_ns.store(origin as i64 as u64, Release);
         let frames = out.len() / channels;
+        if frames as u32 > self.largest_buffer {
+            self.largest_buffer = frames as u32;
+            self.shared.device_buffer.store(frames as u32, Release);
+        }
         let mut done = 0;
         while done < frames {
             if self.read == BLOCK {

@@ -99,6 +99,11 @@ impl ControlHalf {
         self.shared.set_volume(volume);
     }
 
+    /// The largest buffer the device has asked for so far (0 before it first plays).
+    pub fn device_buffer(&self) -> u32 {
+        self.shared.device_buffer.load(Acquire)
+    }
+
     pub fn voices(&self) -> u32 {
         self.shared.voices.load(Relaxed)
     }

@@ -45,6 +45,9 @@ pub struct EngineShared {
     pub overflow: AtomicU64,
     /// Master volume target, f32 bits.
     pub volume: AtomicU32,
+    /// The largest device buffer delivered so far, in frames: the scheduler's floor
+    /// depends on it, and some devices choose their own.
+    pub device_buffer: AtomicU32,
 }
 
 impl EngineShared {

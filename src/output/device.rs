@@ -1,5 +1,6 @@
-//! The audio device, through cpal: opens the default (or a named) output device and
-//! runs the engine's audio half in its callback.
+//! The audio device, through cpal: opens the default (or a named) output device of the
+//! system's audio host (ALSA on Linux) or of a named one (`jack`, straight into a JACK
+//! server with no ALSA bridge), and runs the engine's audio half in its callback.
 //!
 //! The callback does nothing but `AudioHalf::render` and an atomic store: it never
 //! allocates, locks, blocks or logs. Device errors (xruns, a lost device) are counted
@@ -16,10 +17,18 @@ use crate::engine::AudioHalf;
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
+    #[error("no audio host named {wanted:?}; this build has: {available}")]
+    UnknownHost { wanted: String, available: String },
+    #[error("cannot use the {host} audio host: {reason}")]
+    Host { host: String, reason: String },
     #[error("no output device named {wanted:?}; available: {available}")]
     NotFound { wanted: String, available: String },
-    #[error("no default output device; available: {available}. Name one with --device NAME (see `carillon devices`)")]
-    NoDefault { available: String },
+    #[error("no default output device on the {host} host; available: {available}. {hint}")]
+    NoDefault {
+        host: String,
+        available: String,
+        hint: &'static str,
+    },
     #[error("cannot open output device {device:?} at {sample_rate} Hz, {buffer} frames per buffer: {reason}. Available devices: {available}. Try another --device, --sample-rate or --buffer-frames (see `carillon devices`)")]
     Open {
         device: String,
@@ -35,10 +44,15 @@ pub enum DeviceError {
 /// What to open.
 #[derive(Debug, Clone)]
 pub struct DeviceRequest {
+    /// Audio host (`alsa`, `jack`…); `None` or empty for the system's default.
+    pub host: Option<String>,
     pub device: Option<String>,
     pub sample_rate: u32,
     /// Frames per buffer; 0 for the device's default.
     pub buffer_frames: u32,
+    /// Where the server sets the buffer size itself (JACK): fail if it is not
+    /// `buffer_frames`, rather than play at the server's size.
+    pub exact_buffer: bool,
 }
 
 /// Counters the device reports from outside the audio callback.
@@ -68,7 +82,11 @@ pub struct CallbackRecord {
 /// A running output stream. Dropping it stops the sound.
 pub struct DeviceOutput {
     _stream: cpal::Stream,
+    pub host: String,
     pub name: String,
+    /// Frames per buffer in force, when known before the stream plays (0: the device
+    /// chooses; `ControlHalf::device_buffer` tells once it plays).
+    pub buffer_frames: u32,
     pub sample_rate: u32,
     pub channels: u16,
     pub health: Arc<DeviceHealth>,
@@ -95,13 +113,43 @@ fn available(host: &cpal::Host) -> String {
     }
 }
 
+/// The audio hosts this build can use.
+fn hosts() -> String {
+    cpal::available_hosts()
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The requested audio host, or the system's default.
+pub fn open_host(name: Option<&str>) -> Result<cpal::Host, DeviceError> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(cpal::default_host());
+    };
+    let id: cpal::HostId = name.parse().map_err(|_| DeviceError::UnknownHost {
+        wanted: name.to_owned(),
+        available: hosts(),
+    })?;
+    cpal::host_from_id(id).map_err(|e| DeviceError::Host {
+        host: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// Find the requested device: by exact name first, then by a name containing it.
 fn find(host: &cpal::Host, wanted: &Option<String>) -> Result<cpal::Device, DeviceError> {
     let Some(wanted) = wanted else {
         return host
             .default_output_device()
             .ok_or_else(|| DeviceError::NoDefault {
+                host: host.id().to_string(),
                 available: available(host),
+                hint: if host.id().name().eq_ignore_ascii_case("jack") {
+                    "Is a JACK server running (with JACK_DEFAULT_SERVER naming it, if it has a name)?"
+                } else {
+                    "Name one with --device NAME (see `carillon devices`)"
+                },
             });
     };
     let devices: Vec<cpal::Device> = host
@@ -136,9 +184,14 @@ impl DeviceOutput {
         mut audio: AudioHalf,
         mut records: Option<rtrb::Producer<CallbackRecord>>,
     ) -> Result<Self, DeviceError> {
-        let host = cpal::default_host();
+        let host = open_host(request.host.as_deref())?;
         let device = find(&host, &request.device)?;
         let name = device_name(&device);
+        // A server that runs the whole graph at one buffer size (JACK) offers only that.
+        let imposed = match device.default_output_config().map(|c| *c.buffer_size()) {
+            Ok(cpal::SupportedBufferSize::Range { min, max }) if min == max => Some(min),
+            _ => None,
+        };
         // Stereo where the device offers it; otherwise whatever it prefers.
         let channels = match device.supported_output_configs() {
             Ok(mut configs) => {
@@ -153,10 +206,33 @@ impl DeviceOutput {
             }
             Err(_) => 2,
         };
-        let buffer_size = if request.buffer_frames == 0 {
+        let buffer_frames = match (request.buffer_frames, imposed) {
+            (0, imposed) => imposed.unwrap_or(0),
+            (wanted, Some(imposed)) if wanted != imposed => {
+                if request.exact_buffer {
+                    return Err(DeviceError::Open {
+                        device: name,
+                        sample_rate: request.sample_rate,
+                        buffer: wanted.to_string(),
+                        reason: format!(
+                            "the {} server sets the buffer size, and runs at {imposed} frames",
+                            host.id()
+                        ),
+                        available: available(&host),
+                    });
+                }
+                tracing::warn!(
+                    "the {} server runs at {imposed} frames per buffer: playing at that size, not {wanted}",
+                    host.id()
+                );
+                imposed
+            }
+            (wanted, _) => wanted,
+        };
+        let buffer_size = if buffer_frames == 0 {
             cpal::BufferSize::Default
         } else {
-            cpal::BufferSize::Fixed(request.buffer_frames)
+            cpal::BufferSize::Fixed(buffer_frames)
         };
         let config = cpal::StreamConfig {
             channels,
@@ -209,7 +285,9 @@ impl DeviceOutput {
         stream.play().map_err(|e| open_error(e.to_string()))?;
         Ok(DeviceOutput {
             _stream: stream,
+            host: host.id().to_string(),
             name,
+            buffer_frames,
             sample_rate: request.sample_rate,
             channels,
             health,
@@ -218,10 +296,10 @@ impl DeviceOutput {
 }
 
 /// A description of every output device and its supported configurations.
-pub fn list() -> Result<String, DeviceError> {
-    let host = cpal::default_host();
+pub fn list(host: Option<&str>) -> Result<String, DeviceError> {
+    let host = open_host(host)?;
     let default = host.default_output_device().map(|d| device_name(&d));
-    let mut out = format!("Audio host: {}\n", host.id().name());
+    let mut out = format!("Audio host: {} (this build has: {})\n", host.id(), hosts());
     let devices = host
         .output_devices()
         .map_err(|e| DeviceError::List(e.to_string()))?;
@@ -237,6 +315,9 @@ pub fn list() -> Result<String, DeviceError> {
         out.push_str(&format!("{name}{mark}\n"));
         match device.supported_output_configs() {
             Ok(configs) => {
+                // One line per configuration, except that configurations differing only
+                // in their channel count (JACK offers 1 to 64) share a line.
+                let mut lines: Vec<(u16, u16, String)> = Vec::new();
                 for c in configs {
                     let buffer = match c.buffer_size() {
                         cpal::SupportedBufferSize::Range { min, max } => {
@@ -244,13 +325,26 @@ pub fn list() -> Result<String, DeviceError> {
                         }
                         cpal::SupportedBufferSize::Unknown => "buffer size unknown".to_owned(),
                     };
-                    out.push_str(&format!(
-                        "    {} ch, {}..{} Hz, {:?}, {buffer}\n",
-                        c.channels(),
+                    let rest = format!(
+                        "{}..{} Hz, {:?}, {buffer}",
                         c.min_sample_rate(),
                         c.max_sample_rate(),
                         c.sample_format()
-                    ));
+                    );
+                    match lines.last_mut() {
+                        Some((_, last, r)) if *r == rest && *last + 1 == c.channels() => {
+                            *last = c.channels();
+                        }
+                        _ => lines.push((c.channels(), c.channels(), rest)),
+                    }
+                }
+                for (first, last, rest) in lines {
+                    let channels = if first == last {
+                        format!("{first} ch")
+                    } else {
+                        format!("{first}..{last} ch")
+                    };
+                    out.push_str(&format!("    {channels}, {rest}\n"));
                 }
             }
             Err(e) => out.push_str(&format!("    (cannot read configurations: {e})\n")),

@@ -115,6 +115,44 @@ impl JackServer {
         &self.name
     }
 
+    /// The environment a JACK client needs to reach this server (and only it).
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("JACK_DEFAULT_SERVER".to_owned(), self.name.clone()),
+            ("JACK_NO_START_SERVER".to_owned(), "1".to_owned()),
+        ]
+    }
+
+    /// The ports whose full names start with `prefix` (`jack_lsp`), waiting up to
+    /// `timeout` for at least one to appear; panics naming what it found if none does.
+    pub fn wait_for_ports(&self, prefix: &str, timeout: Duration) -> Vec<String> {
+        require_tool("jack_lsp", "jackd2");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = Command::new("jack_lsp")
+                .envs(self.env())
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run jack_lsp: {e}"));
+            let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+            let ports: Vec<String> = listing
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .map(str::to_owned)
+                .collect();
+            if !ports.is_empty() {
+                return ports;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "no JACK port named {prefix}… after {timeout:?}; the server has:\n{listing}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn period_frames(&self) -> u32 {
         self.period_frames
     }

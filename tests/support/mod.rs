@@ -19,6 +19,7 @@
 //!   writer ([`read_wav_lenient`]).
 //! - [`analysis`]: FFT, pitch, onsets and level checks on recorded samples.
 //! - [`ws`]: a scripted wikimon websocket server ([`WsServer`], [`Step`]).
+//! - [`score`]: what carillon's score says a message should play ([`expected`]).
 //! - [`wikimon`]: wikimon-format messages ([`wikimon_edit`], [`wikimon_newuser`]).
 //! - [`tools`]: checks that the system tools the harness needs are installed.
 
@@ -29,6 +30,7 @@ pub mod alsa;
 pub mod analysis;
 pub mod jack;
 pub mod process;
+pub mod score;
 pub mod tempdir;
 pub mod tools;
 pub mod wav;
@@ -41,6 +43,7 @@ pub use analysis::{
 };
 pub use jack::{JackServer, SAMPLE_RATE};
 pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
+pub use score::expected;
 pub use tempdir::TempDir;
 pub use tools::require_tool;
 pub use wav::{read_wav_lenient, Wav};

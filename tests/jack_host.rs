@@ -1,0 +1,213 @@
+//! `--host jack`: carillon plays straight into a JACK server through cpal's JACK host,
+//! with no ALSA bridge. A JACK recorder (`jack_rec`) connected to carillon's output
+//! ports captures exactly what reached the server.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    cents, expected, onsets, read_wav_lenient, run_carillon, run_command, spawn_carillon,
+    spectrum_peak, wikimon_edit, JackServer, Step, TempDir, WsServer,
+};
+
+const PERIOD_FRAMES: u32 = 256;
+
+#[test]
+fn plays_straight_into_jack_at_the_server_period() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let env = jack.env();
+    let messages = [
+        wikimon_edit("Bell", 40, "Main"),
+        wikimon_edit("Carillon", -25, "Main"),
+    ];
+    // Time for the recorder to connect before the first note.
+    let script = vec![
+        Step::sleep_ms(2000),
+        Step::text(messages[0].clone()),
+        Step::sleep_ms(1000),
+        Step::text(messages[1].clone()),
+        Step::sleep_ms(3000),
+    ];
+    let server = WsServer::start(script);
+    let url = server.url();
+    // A buffer size the server does not run at: carillon plays at the server's.
+    let carillon = spawn_carillon(
+        &[
+            "play",
+            "--host",
+            "jack",
+            "--source",
+            &url,
+            "--duration",
+            "5",
+            "--buffer-frames",
+            "128",
+        ],
+        &env,
+    );
+    let ports = jack.wait_for_ports(
+        &format!("cpal_client_{}_out:", carillon.pid()),
+        Duration::from_secs(10),
+    );
+    assert_eq!(ports.len(), 2, "carillon's JACK ports: {ports:?}");
+    let dir = TempDir::new("jack-rec");
+    let wav_path = dir.path().join("jack.wav");
+    let mut rec = Command::new(support::require_tool("jack_rec", "jackd2"));
+    rec.arg("-f")
+        .arg(&wav_path)
+        .args(["-d", "4", "-b", "16"])
+        .args(&ports)
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let recorded = run_command(rec, Duration::from_secs(20));
+    let out = carillon.wait(Duration::from_secs(20));
+    out.assert_success();
+    assert!(
+        out.stderr.contains("runs at 256 frames per buffer"),
+        "no word that the server's period is in force:\n{}",
+        out.stderr
+    );
+    assert_eq!(out.summary().get("notes"), 2, "{}", out.stderr);
+
+    let wav = read_wav_lenient(&wav_path).unwrap_or_else(|e| {
+        panic!(
+            "jack_rec wrote no readable WAV ({e}); it said:\n{}{}",
+            recorded.stdout, recorded.stderr
+        )
+    });
+    let mono = wav.mono();
+    let rate = wav.sample_rate as usize;
+    let found = onsets(&mono, wav.sample_rate);
+    assert_eq!(
+        found.len(),
+        2,
+        "two edits, but onsets at samples {found:?} in what JACK received"
+    );
+    let gap = (found[1] - found[0]) as f64 / rate as f64;
+    assert!(
+        (0.95..=1.05).contains(&gap),
+        "edits sent 1 s apart sounded {gap:.3} s apart"
+    );
+    for (message, &start) in messages.iter().zip(&found) {
+        let (_, f) = expected(message);
+        let note = &mono[(start + rate / 50).min(mono.len())..(start + rate / 3).min(mono.len())];
+        let measured = spectrum_peak(note, wav.sample_rate, f * 0.97, f * 1.03);
+        assert!(
+            cents(measured, f).abs() <= 10.0,
+            "{measured:.2} Hz heard where the score plays {f:.2} Hz"
+        );
+    }
+}
+
+#[test]
+fn bench_latency_measures_through_jack_and_refuses_a_period_the_server_does_not_run() {
+    let jack = JackServer::start(64);
+    let env = jack.env();
+    let out = run_carillon(
+        &[
+            "bench",
+            "latency",
+            "--host",
+            "jack",
+            "--buffer-frames",
+            "64",
+            "--events",
+            "12",
+            "--rate",
+            "20",
+            "--json",
+        ],
+        &env,
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    let rows: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("bench latency --json prints JSON");
+    let row = &rows[0];
+    assert_eq!(row["notes_measured"].as_u64(), Some(12), "{row}");
+    let interval = row["callback_interval"]["median_us"]
+        .as_f64()
+        .expect("intervals");
+    let expected_us = 1e6 * 64.0 / 48_000.0;
+    assert!(
+        (interval - expected_us).abs() < expected_us * 0.2,
+        "JACK process callbacks every {interval:.0} µs, expected {expected_us:.0} µs"
+    );
+
+    let refused = run_carillon(
+        &[
+            "bench",
+            "latency",
+            "--host",
+            "jack",
+            "--buffer-frames",
+            "256",
+            "--events",
+            "1",
+        ],
+        &env,
+        Duration::from_secs(30),
+    );
+    assert!(
+        !refused.status.success(),
+        "measured at a period the server does not run"
+    );
+    assert!(
+        refused.stderr.contains("runs at 64 frames"),
+        "the refusal does not say the server's period:\n{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn no_jack_server_is_a_clear_error() {
+    let out = run_carillon(
+        &[
+            "play",
+            "--host",
+            "jack",
+            "--source",
+            "demo",
+            "--duration",
+            "1",
+        ],
+        &[
+            (
+                "JACK_DEFAULT_SERVER".to_owned(),
+                support::tempdir::unique_name("absent"),
+            ),
+            ("JACK_NO_START_SERVER".to_owned(), "1".to_owned()),
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success(), "played with no JACK server");
+    assert!(
+        out.stderr.contains("Is a JACK server running"),
+        "the error does not say what is missing:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn an_unknown_host_is_refused_naming_the_hosts_there_are() {
+    let out = run_carillon(
+        &[
+            "play",
+            "--host",
+            "coreaudio-on-linux",
+            "--source",
+            "demo",
+            "--duration",
+            "1",
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("no audio host named") && out.stderr.contains("alsa"),
+        "{}",
+        out.stderr
+    );
+}
