@@ -144,6 +144,7 @@ fn offline_render(c: &mut Criterion) {
             seed: 1,
             speed: 1.0,
             sample_rate: 48_000,
+            notes: None,
         };
         b.iter(|| {
             let events = offline_events(&opts.source, opts.seed).expect("demo events");

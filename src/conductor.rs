@@ -2,7 +2,8 @@
 //! through the audio device) and `render` (offline, into a WAV file, as fast as the CPU
 //! allows).
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
@@ -12,14 +13,14 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::{relative_to, Config};
-use crate::engine::{engine, ControlHalf, BLOCK};
+use crate::engine::{engine, ControlHalf, Played, BLOCK};
 use crate::ingest::replay::Timed;
 use crate::ingest::{self, Arrival, Delivery, Source, SourceSpec, TimedEvents};
 use crate::instrument::Instruments;
 use crate::output::device::{DeviceOutput, DeviceRequest};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
-use crate::score::{Outcome, Score};
+use crate::score::{Note, Outcome, Score};
 use crate::stats::Stats;
 
 /// Frames rendered between scheduling passes offline.
@@ -68,7 +69,8 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Hand one scored note to the engine, counting what happened to it.
+/// Hand one scored note to the engine, counting what happened to it. Returns the note
+/// if it was scheduled.
 fn conduct(
     score: &mut Score,
     control: &mut ControlHalf,
@@ -76,18 +78,71 @@ fn conduct(
     event: &crate::event::Event,
     frame: u64,
     seed: u64,
-) {
+) -> Option<(Note, Played)> {
     let seconds = frame as f64 / control.sample_rate();
     match score.map(event, seconds) {
         Outcome::Play(mut note) => {
             note.seed ^= seed;
             match control.play(&note, frame) {
-                Ok(()) => Stats::add(&stats.notes, 1),
+                Ok(played) => {
+                    Stats::add(&stats.notes, 1);
+                    return Some((note, played));
+                }
                 Err(_) => Stats::add(&stats.engine_full, 1),
             }
         }
         Outcome::Filtered => Stats::add(&stats.filtered, 1),
         Outcome::Throttled => Stats::add(&stats.throttled, 1),
+    }
+    None
+}
+
+/// The notes of a render as CSV, one line per scheduled note: what the score played,
+/// for other tools (a spreadsheet, another synthesizer) to read.
+struct NoteListing {
+    out: BufWriter<File>,
+    path: PathBuf,
+    names: Vec<String>,
+    sample_rate: f64,
+}
+
+impl NoteListing {
+    fn create(path: &Path, names: Vec<String>, sample_rate: f64) -> Result<Self> {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        writeln!(out, "start_s,instrument,frequency_hz,gain,pan,duration_s")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(NoteListing {
+            out,
+            path: path.to_owned(),
+            names,
+            sample_rate,
+        })
+    }
+
+    fn note(&mut self, start: u64, note: &Note, played: &Played) -> Result<()> {
+        let name = self
+            .names
+            .get(note.instrument.0 as usize)
+            .map_or("?", String::as_str);
+        let sr = self.sample_rate;
+        writeln!(
+            self.out,
+            "{:.6},{name},{:.4},{:.6},{:.4},{:.6}",
+            start as f64 / sr,
+            note.frequency,
+            played.gain,
+            note.pan,
+            played.frames as f64 / sr
+        )
+        .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
@@ -98,6 +153,8 @@ pub struct RenderOptions {
     pub seed: u64,
     pub speed: f64,
     pub sample_rate: u32,
+    /// Also list the scheduled notes in this CSV file.
+    pub notes: Option<PathBuf>,
 }
 
 /// What a render did.
@@ -143,6 +200,10 @@ pub fn render_into(
     let started = Instant::now();
     let sr = opts.sample_rate as f64;
     let mut score = Score::new(&config.score, &instruments.names())?;
+    let mut listing = match &opts.notes {
+        Some(path) => Some(NoteListing::create(path, instruments.names(), sr)?),
+        None => None,
+    };
     let (mut control, mut audio) = engine(&config.engine, instruments, sr);
     let stats = Stats::default();
     let total = (opts.duration * sr).round() as u64;
@@ -159,7 +220,11 @@ pub fn render_into(
             match event {
                 Ok(event) => {
                     Stats::add(&stats.events, 1);
-                    conduct(&mut score, &mut control, &stats, &event, frame, opts.seed);
+                    let played =
+                        conduct(&mut score, &mut control, &stats, &event, frame, opts.seed);
+                    if let (Some(listing), Some((note, played))) = (listing.as_mut(), played) {
+                        listing.note(frame, &note, &played)?;
+                    }
                 }
                 Err(_) => Stats::add(&stats.malformed, 1),
             }
@@ -169,6 +234,9 @@ pub fn render_into(
         sink.write(&buffer[..frames * 2])
             .context("cannot write the rendered audio")?;
         control.collect();
+    }
+    if let Some(listing) = listing {
+        listing.finish()?;
     }
     Ok(RenderReport {
         seconds_rendered: total as f64 / sr,

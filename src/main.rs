@@ -163,6 +163,10 @@ struct RenderArgs {
     /// Sample rate in Hz.
     #[arg(long, value_name = "HZ")]
     sample_rate: Option<u32>,
+    /// Also write the notes played, one CSV line each (start_s, instrument,
+    /// frequency_hz, gain, pan, duration_s).
+    #[arg(long, value_name = "FILE.csv")]
+    notes: Option<PathBuf>,
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config> {
@@ -227,6 +231,7 @@ fn render(args: RenderArgs) -> Result<()> {
         seed: args.seed,
         speed: args.speed,
         sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
+        notes: args.notes,
     };
     let report = conductor::render(&config, instruments, &opts)
         .with_context(|| format!("rendering {}", opts.output.display()))?;

@@ -94,6 +94,74 @@ fn render_counts_notes_of_a_real_stream() {
     assert_eq!(field("malformed"), 0, "{summary}");
 }
 
+#[test]
+fn render_lists_every_note_it_played_as_csv() {
+    let source = format!("replay:{}", corpus("wikimon/wikiticker-all-0600-1h.jsonl"));
+    let (wav, csv) = (scratch("listed.wav"), scratch("listed.csv"));
+    let o = carillon(&[
+        "render",
+        "--source",
+        &source,
+        "--duration",
+        "300",
+        "--speed",
+        "4",
+        "--notes",
+        csv.to_str().expect("utf-8 path"),
+        "-o",
+        wav.to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "render failed: {}", stderr(&o));
+    let summary = stderr(&o);
+    let notes: usize = summary
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("notes="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no notes= in: {summary}"));
+    let text = std::fs::read_to_string(&csv).expect("the note listing was written");
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("start_s,instrument,frequency_hz,gain,pan,duration_s")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), notes, "one line per note played: {summary}");
+    let mut last = 0.0;
+    let mut kinds = std::collections::BTreeSet::new();
+    for row in &rows {
+        assert_eq!(row.len(), 6, "{row:?}");
+        let num = |i: usize| -> f64 {
+            row[i]
+                .parse()
+                .unwrap_or_else(|_| panic!("column {i} of {row:?} is not a number"))
+        };
+        let (start, f, gain, pan, duration) = (num(0), num(2), num(3), num(4), num(5));
+        assert!(
+            start >= last && start < 300.0,
+            "{row:?} out of order or range"
+        );
+        last = start;
+        kinds.insert(row[1].to_owned());
+        // Every pitch is on C# pentatonic: a whole number of semitones from C#.
+        let semitones = 12.0 * (f / 277.1826).log2();
+        let class = (semitones.round() as i64).rem_euclid(12);
+        assert!(
+            (semitones - semitones.round()).abs() < 0.01 && [0, 2, 5, 7, 9].contains(&class),
+            "{f} Hz is not on C# pentatonic"
+        );
+        assert!(
+            gain > 0.0 && gain < 1.0 && pan.abs() <= 1.0 && duration > 0.5,
+            "{row:?}"
+        );
+    }
+    let expected: std::collections::BTreeSet<String> =
+        ["celesta", "clavichord", "violin"].map(String::from).into();
+    assert_eq!(
+        kinds, expected,
+        "all three instruments play in 20 minutes of all wikis"
+    );
+}
+
 /// Run a one-second render that must fail, with `args` before the output; its stderr.
 fn failed_render(args: &[&str]) -> String {
     let out = scratch("never.wav");

@@ -15,6 +15,15 @@ use crate::score::Note;
 #[error("the engine's note queue is full")]
 pub struct QueueFull;
 
+/// What [`ControlHalf::play`] scheduled, beyond the note itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Played {
+    /// Length of the voice in frames.
+    pub frames: u64,
+    /// Its linear gain (the recipe's gain × the note's velocity).
+    pub gain: f32,
+}
+
 pub struct ControlHalf {
     instruments: Instruments,
     sample_rate: f64,
@@ -61,15 +70,20 @@ impl ControlHalf {
     }
 
     /// Build the voice for `note` and schedule it to start at stream frame `start`.
-    pub fn play(&mut self, note: &Note, start: u64) -> Result<(), QueueFull> {
+    pub fn play(&mut self, note: &Note, start: u64) -> Result<Played, QueueFull> {
         self.collect();
         if self.to_audio.is_full() {
             return Err(QueueFull);
         }
         let voice = self.instruments.build(note, self.sample_rate);
+        let played = Played {
+            frames: voice.frames,
+            gain: voice.gain,
+        };
         self.to_audio
             .push(Scheduled { voice, start })
-            .map_err(|_| QueueFull)
+            .map_err(|_| QueueFull)?;
+        Ok(played)
     }
 
     /// Free the voices the audio half has finished with. Returns how many.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use fundsp::prelude::{limiter_stereo, AudioUnit, MAX_BUFFER_SIZE};
 
 pub use audio::AudioHalf;
-pub use control::{ControlHalf, QueueFull};
+pub use control::{ControlHalf, Played, QueueFull};
 
 use crate::config::EngineConfig;
 use crate::instrument::{Instruments, Voice};
