@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::config::{located, ConfigError};
 use crate::score::Note;
+use crate::strings::BowedStrings;
 
 /// The recipes compiled into the binary, from `instruments/`.
 pub const BUILT_IN: [(&str, &str); 3] = [
@@ -259,16 +260,14 @@ fn bowed_string(b: &Bowed, f: f32) -> (Box<dyn AudioUnit>, f32) {
             1.0 - rise(t - attack - hold, release)
         }
     });
-    let (rate, depth, delay) = (b.vibrato_hz, b.vibrato_cents / 1200.0, b.vibrato_delay_s);
     // Vibrato fades in after the bow has settled, as a player's does.
-    let bow = move |detune: f32, rate: f32| {
-        let base = f * (detune / 1200.0).exp2();
-        lfo(move |t: f32| {
-            let amount = depth * rise((t - delay).max(0.0), 0.5);
-            base * (amount * (std::f32::consts::TAU * rate * t).sin()).exp2()
-        }) >> saw()
-    };
-    let strings = (bow(b.detune_cents, rate) + bow(-b.detune_cents, rate * 1.07)) * 0.5;
+    let strings = An(BowedStrings::new(
+        f,
+        b.detune_cents,
+        b.vibrato_hz,
+        b.vibrato_cents,
+        b.vibrato_delay_s,
+    ));
     let unit = (strings >> lowpass_hz(b.brightness_hz, b.resonance)) * swell;
     (Box::new(unit), attack + hold + release)
 }

@@ -17,3 +17,4 @@ pub mod output;
 pub mod rng;
 pub mod score;
 pub mod stats;
+pub mod strings;
