@@ -140,7 +140,9 @@ fn run_one(
         sr,
         buffer_frames,
     );
-    let lookahead = (config.engine.limiter.attack_ms as f64 / 1000.0 * sr).round() as u64;
+    let lookahead =
+        crate::engine::limiter::lookahead_frames(f64::from(config.engine.limiter.attack_ms), sr)
+            as u64;
 
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1, U2};
+use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1};
 
+use super::limiter::Limiter;
 use super::reverb::Reverb;
 use super::{EngineShared, Scheduled, BLOCK};
 
@@ -38,11 +39,10 @@ pub struct AudioHalf {
     retired: rtrb::Producer<Box<dyn AudioUnit>>,
     reverb: Reverb,
     /// The look-ahead limiter (and ceiling) ending the master bus.
-    limiter: Box<dyn AudioUnit>,
+    limiter: Limiter,
+    /// The block being mixed, then (once through the bus) being delivered.
     mix_l: [f32; BLOCK],
     mix_r: [f32; BLOCK],
-    bus_in: BufferArray<U2>,
-    bus_out: BufferArray<U2>,
     voice_out: BufferArray<U1>,
     /// Frames rendered by the engine: always whole blocks, ahead of what was delivered.
     rendered: u64,
@@ -65,7 +65,7 @@ impl AudioHalf {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         reverb: Reverb,
-        limiter: Box<dyn AudioUnit>,
+        limiter: Limiter,
         incoming: rtrb::Consumer<Scheduled>,
         retired: rtrb::Producer<Box<dyn AudioUnit>>,
         slots: usize,
@@ -84,8 +84,6 @@ impl AudioHalf {
             limiter,
             mix_l: [0.0; BLOCK],
             mix_r: [0.0; BLOCK],
-            bus_in: BufferArray::new(),
-            bus_out: BufferArray::new(),
             voice_out: BufferArray::new(),
             rendered: 0,
             clock: 0,
@@ -131,9 +129,8 @@ impl AudioHalf {
                 self.read = 0;
             }
             let n = (BLOCK - self.read).min(frames - done);
-            let bus = self.bus_out.buffer_ref();
-            let left = &bus.channel_f32(0)[self.read..self.read + n];
-            let right = &bus.channel_f32(1)[self.read..self.read + n];
+            let left = &self.mix_l[self.read..self.read + n];
+            let right = &self.mix_r[self.read..self.read + n];
             for (i, frame) in out[done * channels..(done + n) * channels]
                 .chunks_exact_mut(channels)
                 .enumerate()
@@ -195,16 +192,13 @@ impl AudioHalf {
         }
         self.retire();
         self.reverb.process(&mut self.mix_l, &mut self.mix_r);
-        self.bus_in.channel_f32_mut(0).copy_from_slice(&self.mix_l);
-        self.bus_in.channel_f32_mut(1).copy_from_slice(&self.mix_r);
-        self.limiter
-            .process(n, &self.bus_in.buffer_ref(), &mut self.bus_out.buffer_mut());
+        self.limiter.process(&mut self.mix_l, &mut self.mix_r);
         let target = self.shared.volume();
         let (c, ceiling) = (self.volume_coeff, self.ceiling);
         let start_volume = self.volume;
-        for ch in 0..2 {
+        for channel in [&mut self.mix_l, &mut self.mix_r] {
             let mut volume = start_volume;
-            for x in &mut self.bus_out.channel_f32_mut(ch)[..n] {
+            for x in channel.iter_mut() {
                 volume = target + (volume - target) * c;
                 // The limiter keeps peaks under the ceiling; the clamp is a last guard,
                 // and a NaN from a misbehaving unit becomes silence.

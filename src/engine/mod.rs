@@ -9,12 +9,13 @@
 
 mod audio;
 mod control;
+pub mod limiter;
 pub mod reverb;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-use fundsp::prelude::{limiter_stereo, AudioUnit, MAX_BUFFER_SIZE};
+use fundsp::prelude::{AudioUnit, MAX_BUFFER_SIZE};
 
 pub use audio::AudioHalf;
 pub use control::{ControlHalf, Played, QueueFull};
@@ -85,13 +86,16 @@ pub fn engine(
     let r = &config.reverb;
     let l = &config.limiter;
     let reverb = reverb::Reverb::new(r.room_size, r.time, r.damping, r.wet, sample_rate);
-    let mut limiter = limiter_stereo(l.attack_ms / 1000.0, l.release_ms / 1000.0) * l.ceiling;
-    limiter.set_sample_rate(sample_rate);
-    limiter.allocate();
+    let limiter = limiter::Limiter::new(
+        f64::from(l.attack_ms),
+        f64::from(l.release_ms),
+        l.ceiling,
+        sample_rate,
+    );
     let epoch = std::time::Instant::now();
     let audio = AudioHalf::new(
         reverb,
-        Box::new(limiter),
+        limiter,
         from_control,
         to_control,
         slots,

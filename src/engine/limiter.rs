@@ -1,0 +1,212 @@
+//! The master bus's look-ahead peak limiter: no sample leaves it above the ceiling, and
+//! the gain glides down before a peak instead of jumping at it.
+//!
+//! It works on sub-blocks of 16 frames. Each sub-block entering the look-ahead window
+//! says the gain it needs (ceiling / its peak). The audio comes out delayed by the
+//! window, and over each sub-block the gain moves in a straight line to the highest
+//! value from which every sub-block in the window can still be reached by a straight
+//! descent in time, and never above the gain the sub-block itself needs; so the ceiling
+//! holds exactly, with at most one division per sub-block and a multiply per sample.
+//! Released, the gain recovers towards 1 with the release time constant.
+//!
+//! It replaced fundsp's `limiter_stereo`, which keeps a sliding maximum and a follower
+//! per sample and cost as much as the reverb. Allocates only in [`Limiter::new`].
+
+/// Frames per sub-block: the limiter's gain resolution.
+const SUB: usize = 16;
+
+pub struct Limiter {
+    ceiling: f32,
+    /// Sub-blocks of look-ahead.
+    window: usize,
+    /// The audio on its way out, `window * SUB` frames long.
+    delay_l: Vec<f32>,
+    delay_r: Vec<f32>,
+    pos: usize,
+    /// The gain each sub-block in the window needs: `window + 1` entries, oldest (the
+    /// sub-block being output) at `head`.
+    needs: Vec<f32>,
+    head: usize,
+    /// Gain at the end of the last sub-block output.
+    gain: f32,
+    /// Per sub-block, the share of the distance to 1 the gain keeps when released.
+    release_keep: f32,
+}
+
+/// The look-ahead, in frames, of a limiter with this attack: the attack rounded up to
+/// whole sub-blocks. Every note is heard this much later than it is scheduled.
+pub fn lookahead_frames(attack_ms: f64, sample_rate: f64) -> usize {
+    window(attack_ms, sample_rate) * SUB
+}
+
+fn window(attack_ms: f64, sample_rate: f64) -> usize {
+    (attack_ms.max(0.0) / 1000.0 * sample_rate / SUB as f64).ceil() as usize
+}
+
+impl Limiter {
+    pub fn new(attack_ms: f64, release_ms: f64, ceiling: f32, sample_rate: f64) -> Self {
+        let window = window(attack_ms, sample_rate);
+        let release_sub_blocks = (release_ms.max(1.0) / 1000.0 * sample_rate / SUB as f64).max(1.0);
+        Limiter {
+            ceiling,
+            window,
+            delay_l: vec![0.0; window * SUB],
+            delay_r: vec![0.0; window * SUB],
+            pos: 0,
+            needs: vec![1.0; window + 1],
+            head: 0,
+            gain: 1.0,
+            release_keep: (-1.0 / release_sub_blocks).exp() as f32,
+        }
+    }
+
+    /// Limit a stereo block in place (any length that is a multiple of 16 frames).
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
+        for (l, r) in left.chunks_exact_mut(SUB).zip(right.chunks_exact_mut(SUB)) {
+            self.sub_block(l, r);
+        }
+    }
+
+    fn sub_block(&mut self, l: &mut [f32], r: &mut [f32]) {
+        let peak = l.iter().chain(r.iter()).fold(0.0f32, |m, x| m.max(x.abs()));
+        let need = if peak > self.ceiling {
+            self.ceiling / peak
+        } else {
+            1.0
+        };
+        // The newest sub-block joins the window; the oldest is the one output now.
+        let n = self.needs.len();
+        self.needs[(self.head + self.window) % n] = need;
+        if self.window > 0 {
+            for i in 0..SUB {
+                let p = self.pos + i;
+                std::mem::swap(&mut l[i], &mut self.delay_l[p]);
+                std::mem::swap(&mut r[i], &mut self.delay_r[p]);
+            }
+            self.pos += SUB;
+            if self.pos == self.delay_l.len() {
+                self.pos = 0;
+            }
+        }
+        let now = self.needs[self.head];
+        // Without look-ahead the gain can only drop at once; with it, the previous
+        // sub-block already brought it down to at most `now`.
+        let start = self.gain.min(now);
+        let mut end = (1.0 - (1.0 - start) * self.release_keep).min(now);
+        for i in 1..=self.window {
+            let need = self.needs[(self.head + i) % n];
+            if need < start {
+                // A straight descent reaching `need` in `i` sub-blocks.
+                end = end.min(start + (need - start) / i as f32);
+            }
+        }
+        let step = (end - start) / SUB as f32;
+        let mut g = start;
+        for (a, b) in l.iter_mut().zip(r.iter_mut()) {
+            g += step;
+            // Between `start` and `end`, both at most `now`: never over the ceiling.
+            let gain = g.min(now);
+            *a *= gain;
+            *b *= gain;
+        }
+        self.gain = end;
+        self.head = (self.head + 1) % n;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    const SR: f64 = 48_000.0;
+
+    /// Run `signal` (mono, on both channels) through a limiter in 64-frame blocks.
+    fn limit(limiter: &mut Limiter, signal: &[f32]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(signal.len());
+        for block in signal.chunks(64) {
+            let (mut l, mut r) = (block.to_vec(), block.to_vec());
+            limiter.process(&mut l, &mut r);
+            assert_eq!(l, r);
+            out.extend_from_slice(&l);
+        }
+        out
+    }
+
+    fn bursts(seed: u64, frames: usize) -> Vec<f32> {
+        // Loud bursts of noise of random length and level (up to 8× the ceiling)
+        // between quiet stretches.
+        let mut rng = Rng::new(seed);
+        let mut out = Vec::with_capacity(frames);
+        while out.len() < frames {
+            let len = 1 + rng.below(2000) as usize;
+            let level = (rng.next_f64() * 8.0) as f32;
+            for _ in 0..len {
+                out.push(level * (rng.next_f64() as f32 * 2.0 - 1.0));
+            }
+        }
+        out.truncate(frames - frames % 64);
+        out
+    }
+
+    #[test]
+    fn never_lets_a_sample_over_the_ceiling_with_or_without_look_ahead() {
+        for attack_ms in [5.0, 1.0, 0.0] {
+            for seed in 0..8 {
+                let mut limiter = Limiter::new(attack_ms, 300.0, 0.9, SR);
+                let out = limit(&mut limiter, &bursts(seed, 96_000));
+                let peak = out.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                assert!(
+                    peak <= 0.9 * (1.0 + 1e-6),
+                    "attack {attack_ms} ms, seed {seed}: peak {peak} over 0.9"
+                );
+                assert!(
+                    peak > 0.8,
+                    "the limiter should not crush everything: {peak}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quiet_signals_pass_untouched_after_the_look_ahead() {
+        let mut limiter = Limiter::new(5.0, 300.0, 0.9, SR);
+        let delay = lookahead_frames(5.0, SR);
+        assert_eq!(delay, 240);
+        let signal: Vec<f32> = (0..4800).map(|i| 0.5 * (i as f32 * 0.05).sin()).collect();
+        let out = limit(&mut limiter, &signal);
+        assert!(out[..delay].iter().all(|&x| x == 0.0));
+        assert_eq!(&out[delay..], &signal[..signal.len() - delay]);
+    }
+
+    #[test]
+    fn the_gain_glides_down_before_a_peak_and_recovers_after_it() {
+        let mut limiter = Limiter::new(5.0, 100.0, 0.5, SR);
+        // A steady tone at 0.4, then a 1.0 peak, then the tone again.
+        let mut signal = vec![0.4f32; 24_000];
+        for x in &mut signal[4800..4816] {
+            *x = 1.0;
+        }
+        let out = limit(&mut limiter, &signal);
+        let delay = 240;
+        let peak_at = 4800 + delay;
+        assert!(
+            (out[peak_at] - 0.5).abs() < 1e-3,
+            "the peak is brought to the ceiling"
+        );
+        // Before the peak the gain falls gradually over the look-ahead, not in one step.
+        let gains: Vec<f32> = out[peak_at - delay..peak_at]
+            .iter()
+            .map(|x| x / 0.4)
+            .collect();
+        let biggest_step = gains
+            .windows(2)
+            .map(|w| (w[0] - w[1]).abs())
+            .fold(0.0, f32::max);
+        assert!(biggest_step < 0.01, "the gain jumps by {biggest_step}");
+        assert!(gains[0] > 0.99 && gains[gains.len() - 1] < 0.55);
+        // 300 ms after the peak (three time constants), the tone is back near its level.
+        let later = out[peak_at + 14_400];
+        assert!(later > 0.38, "the gain has not recovered: {later}");
+    }
+}
