@@ -40,6 +40,27 @@ impl RunOutput {
         );
     }
 
+    /// Panics, showing stderr, unless the process failed on its own (no timeout) and
+    /// said `needle` on stderr.
+    pub fn assert_refused_saying(&self, needle: &str) {
+        assert!(
+            !self.timed_out && !self.status.success(),
+            "expected a refusal, but the process {} ({}):\n{}",
+            if self.timed_out {
+                "overran its deadline"
+            } else {
+                "succeeded"
+            },
+            self.status,
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "the refusal does not say {needle:?}:\n{}",
+            self.stderr
+        );
+    }
+
     /// The `summary:` line of stderr; panics, showing stderr, if there is none.
     pub fn summary(&self) -> Summary {
         Summary::parse(&self.stderr).unwrap_or_else(|| {
