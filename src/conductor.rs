@@ -18,6 +18,7 @@ use crate::ingest::replay::Timed;
 use crate::ingest::{self, Arrival, Delivery, Source, SourceSpec, TimedEvents};
 use crate::instrument::Instruments;
 use crate::output::device::{DeviceOutput, DeviceRequest};
+use crate::output::realtime::{describe, GRANTED};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
 use crate::score::{Note, Outcome, Score};
@@ -320,6 +321,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     let mut status = Status::new(std::io::stderr().is_terminal(), &opts.source);
     let mut source_done_at: Option<Instant> = None;
     let mut reported_xruns = 0;
+    let mut reported_realtime = false;
     loop {
         if stop.load(Relaxed) {
             tracing::info!("stopping");
@@ -365,6 +367,17 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                 xruns - reported_xruns
             );
             reported_xruns = xruns;
+        }
+        if !reported_realtime {
+            let realtime = device.health.realtime.get();
+            if let Some(line) = describe(realtime, opts.device.realtime_priority) {
+                if realtime == GRANTED {
+                    tracing::info!("{line}");
+                } else {
+                    tracing::warn!("{line}");
+                }
+                reported_realtime = true;
+            }
         }
         status.tick(&stats, &control);
     }

@@ -134,6 +134,7 @@ pub struct LimiterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     pub host: String,
+    pub realtime_priority: i32,
     pub sample_rate: u32,
     pub buffer_frames: u32,
 }

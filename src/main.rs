@@ -209,6 +209,7 @@ fn play(args: PlayArgs) -> Result<()> {
             sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
             buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
             exact_buffer: false,
+            realtime_priority: config.output.realtime_priority,
         },
         volume: args.volume,
         duration: args.duration,
@@ -262,6 +263,7 @@ fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
         host: args.host.or_else(|| Some(config.output.host.clone())),
+        realtime_priority: config.output.realtime_priority,
         config,
         buffer_frames: args.buffer_frames,
         events: args.events,

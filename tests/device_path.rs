@@ -324,6 +324,64 @@ fn ctrl_c_fades_out_and_exits_cleanly() {
     );
 }
 
+/// The scheduling policy of each thread of process `pid` (0 other, 1 FIFO, 2 RR).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let tasks = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("cannot list {tasks}: {e}"));
+    entries
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the command name (which may hold spaces), in parentheses;
+            // the policy is field 41 of the whole line, the 39th after the name.
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let name = head.split_once(" (")?.1.to_owned();
+            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
+            Some((name, policy))
+        })
+        .collect()
+}
+
+#[test]
+fn the_audio_thread_asks_for_real_time_priority_and_says_what_it_got() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--source",
+            "demo",
+            "--duration",
+            "3",
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let policies = thread_policies(running.pid());
+    let out = running.wait(Duration::from_secs(20));
+    out.assert_success();
+    let fifo = policies.iter().filter(|(_, p)| *p == 1).count();
+    if out
+        .stderr
+        .contains("the audio thread runs with real-time priority (SCHED_FIFO 70)")
+    {
+        assert_eq!(
+            fifo, 1,
+            "one SCHED_FIFO thread, the audio thread: {policies:?}"
+        );
+    } else {
+        assert!(
+            out.stderr
+                .contains("no real-time priority for the audio thread"),
+            "carillon does not say what became of its request:\n{}",
+            out.stderr
+        );
+        assert_eq!(fifo, 0, "{policies:?}");
+    }
+}
+
 #[test]
 fn an_unknown_device_is_refused_naming_the_available_ones() {
     let jack = JackServer::start(PERIOD_FRAMES);

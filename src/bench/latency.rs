@@ -30,6 +30,7 @@ pub struct LatencyBenchOptions {
     /// filters are lifted so that every event sent is measured.
     pub config: Config,
     pub host: Option<String>,
+    pub realtime_priority: i32,
     pub buffer_frames: Vec<u32>,
     pub events: usize,
     /// Events per second.
@@ -60,6 +61,8 @@ pub struct LatencyRow {
     /// Notes that reached the engine after their block was rendered (they start up to one
     /// block late, so the figures above are exact only when this is 0).
     pub late: u64,
+    /// Whether the audio thread ran with real-time priority.
+    pub realtime: bool,
 }
 
 /// One edit message of the bench's feed.
@@ -132,6 +135,7 @@ fn run_one(
         buffer_frames,
         // A row is measured at the buffer size it names, or not at all.
         exact_buffer: true,
+        realtime_priority: o.realtime_priority,
     };
     let device = DeviceOutput::start_measured(&request, audio, Some(records_tx))?;
     let latency = scheduling_latency(
@@ -184,6 +188,7 @@ fn run_one(
     ));
     let xruns = device.health.xruns.load(Relaxed);
     let late = control.shared().late.load(Relaxed);
+    let realtime = device.health.realtime.get() == crate::output::realtime::GRANTED;
     drop(device);
     while let Ok(r) = records_rx.pop() {
         records.push(r);
@@ -226,6 +231,7 @@ fn run_one(
         expected_interval_us,
         xruns,
         late,
+        realtime,
     })
 }
 
@@ -250,12 +256,12 @@ pub fn run(o: &LatencyBenchOptions) -> Result<Vec<LatencyRow>> {
 pub fn table(rows: &[LatencyRow]) -> String {
     let mut s = String::from(
         "carillon bench latency: frame arrival → first audible sample (ms)\n\n\
-         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late\n",
+         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late  rt\n",
     );
     let ms = |us: f64| us / 1000.0;
     for r in rows {
         s.push_str(&format!(
-            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}\n",
+            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}  {}\n",
             r.buffer_frames,
             r.notes_measured,
             r.events_sent,
@@ -273,6 +279,7 @@ pub fn table(rows: &[LatencyRow]) -> String {
             r.expected_interval_us,
             r.xruns,
             r.late,
+            if r.realtime { "yes" } else { "no" },
         ));
     }
     if let Some(r) = rows.first() {

@@ -14,6 +14,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use thiserror::Error;
 
 use crate::engine::AudioHalf;
+use crate::output::realtime::{promote_current_thread, RealtimeStatus};
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
@@ -53,6 +54,9 @@ pub struct DeviceRequest {
     /// Where the server sets the buffer size itself (JACK): fail if it is not
     /// `buffer_frames`, rather than play at the server's size.
     pub exact_buffer: bool,
+    /// `SCHED_FIFO` priority to ask for the audio thread (1..=99); 0 not to ask. Not
+    /// asked of JACK, which sets its clients' priority itself.
+    pub realtime_priority: i32,
 }
 
 /// Counters the device reports from outside the audio callback.
@@ -64,6 +68,8 @@ pub struct DeviceHealth {
     pub errors: AtomicU64,
     /// Callbacks run.
     pub callbacks: AtomicU64,
+    /// Whether the audio thread got real-time priority.
+    pub realtime: RealtimeStatus,
 }
 
 /// What one device callback did, for measuring latency: sent from the callback
@@ -254,10 +260,21 @@ impl DeviceOutput {
         let callback_health = health.clone();
         let error_health = health.clone();
         let ch = channels as usize;
+        let is_jack = host.id().name().eq_ignore_ascii_case("jack");
+        let mut realtime_priority = if is_jack {
+            0
+        } else {
+            request.realtime_priority
+        };
         let stream = device
             .build_output_stream::<f32, _, _>(
                 config,
                 move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    if realtime_priority > 0 {
+                        // Once, from the audio thread itself.
+                        promote_current_thread(realtime_priority, &callback_health.realtime);
+                        realtime_priority = 0;
+                    }
                     let at = Instant::now();
                     let first_frame = audio.clock();
                     audio.render(data, ch);

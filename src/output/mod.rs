@@ -6,6 +6,7 @@
 
 pub mod device;
 pub mod null;
+pub mod realtime;
 pub mod wav;
 
 /// A destination for rendered, interleaved stereo frames, written as fast as the CPU
