@@ -2,8 +2,9 @@
 //! system's audio host (ALSA on Linux) or of a named one (`jack`, straight into a JACK
 //! server with no ALSA bridge), and runs the engine's audio half in its callback.
 //!
-//! The callback does nothing but `AudioHalf::render` and an atomic store: it never
-//! allocates, locks, blocks or logs. Device errors (xruns, a lost device) are counted
+//! The callback does nothing but `AudioHalf::render` and atomic stores (and, at its first
+//! call, one system call asking real-time priority for its thread): it never allocates,
+//! locks, blocks or logs. Device errors (xruns, a lost device) are counted
 //! in atomics and reported by the conductor, off the audio thread.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
