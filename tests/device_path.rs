@@ -8,9 +8,9 @@ mod support;
 use std::time::Duration;
 
 use support::{
-    cents, count_clipped, expected, nearest_csharp_pentatonic, onsets, peak_abs, run_carillon,
-    run_command, spawn_carillon, spectrum_peak, wikimon_edit, wikimon_newuser, DeviceTap,
-    JackServer, RunOutput, Step, Wav, WsServer, SAMPLE_RATE,
+    assert_callbacks_every, cents, count_clipped, expected, latency_row, nearest_csharp_pentatonic,
+    onsets, peak_abs, run_carillon, run_command, spawn_carillon, spectrum_peak, wikimon_edit,
+    wikimon_newuser, DeviceTap, JackServer, RunOutput, Step, Wav, WsServer, SAMPLE_RATE,
 };
 
 const PERIOD_FRAMES: u32 = 256;
@@ -441,16 +441,7 @@ fn bench_latency_measures_every_note_through_the_device() {
         tap.env(),
         Duration::from_secs(30),
     );
-    out.assert_success();
-    let rows: serde_json::Value =
-        serde_json::from_str(&out.stdout).expect("bench latency --json prints JSON");
-    let row = &rows[0];
-    assert_eq!(row["notes_measured"].as_u64(), Some(12), "{row}");
-    assert_eq!(
-        row["late"].as_u64(),
-        Some(0),
-        "no note missed its block: {row}"
-    );
+    let row = &latency_row(&out, 12);
     let scheduled_ms = row["scheduling_latency_ms"]
         .as_f64()
         .expect("latency in force");
@@ -463,12 +454,5 @@ fn bench_latency_measures_every_note_through_the_device() {
         median_ms >= scheduled_ms && median_ms <= scheduled_ms + 5.0 + 30.0,
         "arrival → playback {median_ms:.2} ms with {scheduled_ms:.2} ms scheduled: {row}"
     );
-    let interval = row["callback_interval"]["median_us"]
-        .as_f64()
-        .expect("intervals");
-    let expected = 1e6 * f64::from(PERIOD_FRAMES) / 48_000.0;
-    assert!(
-        (interval - expected).abs() < expected * 0.2,
-        "callbacks every {interval:.0} µs, expected {expected:.0} µs"
-    );
+    assert_callbacks_every(row, PERIOD_FRAMES);
 }

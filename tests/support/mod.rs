@@ -17,6 +17,7 @@
 //!   line ([`run_carillon`], [`RunOutput`], [`Summary`]).
 //! - [`wav`]: a WAV reader that copes with headers left unfinished by a killed
 //!   writer ([`read_wav_lenient`]).
+//! - [`bench`]: what `bench latency --json` measured ([`latency_row`]).
 //! - [`analysis`]: FFT, pitch, onsets and level checks on recorded samples.
 //! - [`ws`]: a scripted wikimon websocket server ([`WsServer`], [`Step`]).
 //! - [`score`]: what carillon's score says a message should play ([`expected`]).
@@ -28,6 +29,7 @@
 
 pub mod alsa;
 pub mod analysis;
+pub mod bench;
 pub mod jack;
 pub mod process;
 pub mod score;
@@ -41,6 +43,7 @@ pub use alsa::{write_alsa_config, DeviceTap};
 pub use analysis::{
     cents, count_clipped, fft, nearest_csharp_pentatonic, onsets, peak_abs, rms, spectrum_peak,
 };
+pub use bench::{assert_callbacks_every, latency_row};
 pub use jack::{JackServer, SAMPLE_RATE};
 pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
 pub use score::expected;
