@@ -46,12 +46,25 @@ enum BenchCommand {
     Latency(BenchLatencyArgs),
 }
 
-#[derive(clap::Args)]
-struct DevicesArgs {
-    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
-    /// system's, or `output.host` in the configuration).
+#[derive(clap::Args, Default)]
+struct HostArg {
+    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default:
+    /// `output.host` in the configuration; empty there, the system's).
     #[arg(long, value_name = "NAME")]
     host: Option<String>,
+}
+
+impl HostArg {
+    /// The host asked for on the command line, else the configuration's.
+    fn or_config(self, config: &Config) -> Option<String> {
+        self.host.or_else(|| Some(config.output.host.clone()))
+    }
+}
+
+#[derive(clap::Args)]
+struct DevicesArgs {
+    #[command(flatten)]
+    host: HostArg,
 }
 
 #[derive(clap::Args)]
@@ -59,10 +72,8 @@ struct BenchLatencyArgs {
     /// Configuration file whose engine settings (latency, limiter) are measured.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
-    /// system's, or `output.host` in the configuration).
-    #[arg(long, value_name = "NAME")]
-    host: Option<String>,
+    #[command(flatten)]
+    host: HostArg,
     /// Device buffer sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
     buffer_frames: Vec<u32>,
@@ -113,10 +124,8 @@ struct PlayArgs {
     /// Event source: a ws:// or wss:// URL (wikimon format), "demo", or "replay:PATH".
     #[arg(long, value_name = "SPEC")]
     source: Option<String>,
-    /// Audio host: "alsa", or "jack" to play straight into a JACK server (default: the
-    /// system's, or `output.host` in the configuration).
-    #[arg(long, value_name = "NAME")]
-    host: Option<String>,
+    #[command(flatten)]
+    host: HostArg,
     /// Output device name (see `carillon devices`); default: the system's default.
     #[arg(long, value_name = "NAME")]
     device: Option<String>,
@@ -204,7 +213,7 @@ fn play(args: PlayArgs) -> Result<()> {
     let opts = PlayOptions {
         source,
         device: DeviceRequest {
-            host: args.host.or_else(|| Some(config.output.host.clone())),
+            host: args.host.or_config(&config),
             device: args.device,
             sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
             buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
@@ -262,7 +271,7 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
-        host: args.host.or_else(|| Some(config.output.host.clone())),
+        host: args.host.or_config(&config),
         realtime_priority: config.output.realtime_priority,
         config,
         buffer_frames: args.buffer_frames,
@@ -306,7 +315,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Play(PlayArgs::default())) {
         Command::Play(args) => play(args),
         Command::Render(args) => render(args),
-        Command::Devices(args) => device::list(args.host.as_deref())
+        Command::Devices(args) => device::list(args.host.host.as_deref())
             .map(|s| print!("{s}"))
             .map_err(Into::into),
         Command::Bench(BenchCommand::Render(args)) => bench_render(args),

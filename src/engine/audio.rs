@@ -48,7 +48,7 @@ pub struct AudioHalf {
     rendered: u64,
     /// Frames delivered to the output: the stream clock.
     clock: u64,
-    /// Read position in `bus_out`; BLOCK when the block is used up.
+    /// Read position in `mix_l`/`mix_r`; BLOCK when the block is used up.
     read: usize,
     fade_frames: u64,
     /// The largest device buffer seen (published in `EngineShared::device_buffer`).
@@ -152,7 +152,7 @@ impl AudioHalf {
         self.shared.frames.store(self.clock, Release);
     }
 
-    /// Render the next block into `bus_out`.
+    /// Render the next block into `mix_l`/`mix_r`, through the master bus.
     fn render_block(&mut self) {
         let n = BLOCK;
         let t0 = self.rendered;

@@ -6,7 +6,7 @@
 //! window, and over each sub-block the gain moves in a straight line to the highest
 //! value from which every sub-block in the window can still be reached by a straight
 //! descent in time, and never above the gain the sub-block itself needs; so the ceiling
-//! holds exactly, with at most one division per sub-block and a multiply per sample.
+//! holds exactly, with the planning done once per sub-block and a multiply per sample.
 //! Released, the gain recovers towards 1 with the release time constant.
 //!
 //! It replaced fundsp's `limiter_stereo`, which keeps a sliding maximum and a follower

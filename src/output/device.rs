@@ -129,6 +129,11 @@ fn hosts() -> String {
         .join(", ")
 }
 
+/// JACK sets the buffer size and its clients' priority itself, and needs a server.
+fn is_jack(host: &cpal::Host) -> bool {
+    host.id().name().eq_ignore_ascii_case("jack")
+}
+
 /// The requested audio host, or the system's default.
 pub fn open_host(name: Option<&str>) -> Result<cpal::Host, DeviceError> {
     let Some(name) = name.filter(|n| !n.is_empty()) else {
@@ -152,7 +157,7 @@ fn find(host: &cpal::Host, wanted: &Option<String>) -> Result<cpal::Device, Devi
             .ok_or_else(|| DeviceError::NoDefault {
                 host: host.id().to_string(),
                 available: available(host),
-                hint: if host.id().name().eq_ignore_ascii_case("jack") {
+                hint: if is_jack(host) {
                     "Is a JACK server running (with JACK_DEFAULT_SERVER naming it, if it has a name)?"
                 } else {
                     "Name one with --device NAME (see `carillon devices`)"
@@ -194,6 +199,17 @@ impl DeviceOutput {
         let host = open_host(request.host.as_deref())?;
         let device = find(&host, &request.device)?;
         let name = device_name(&device);
+        let open_error = |reason: String| DeviceError::Open {
+            device: name.clone(),
+            sample_rate: request.sample_rate,
+            buffer: if request.buffer_frames == 0 {
+                "default".to_owned()
+            } else {
+                request.buffer_frames.to_string()
+            },
+            reason,
+            available: available(&host),
+        };
         // A server that runs the whole graph at one buffer size (JACK) offers only that.
         let imposed = match device.default_output_config().map(|c| *c.buffer_size()) {
             Ok(cpal::SupportedBufferSize::Range { min, max }) if min == max => Some(min),
@@ -217,16 +233,10 @@ impl DeviceOutput {
             (0, imposed) => imposed.unwrap_or(0),
             (wanted, Some(imposed)) if wanted != imposed => {
                 if request.exact_buffer {
-                    return Err(DeviceError::Open {
-                        device: name,
-                        sample_rate: request.sample_rate,
-                        buffer: wanted.to_string(),
-                        reason: format!(
-                            "the {} server sets the buffer size, and runs at {imposed} frames",
-                            host.id()
-                        ),
-                        available: available(&host),
-                    });
+                    return Err(open_error(format!(
+                        "the {} server sets the buffer size, and runs at {imposed} frames",
+                        host.id()
+                    )));
                 }
                 tracing::warn!(
                     "the {} server runs at {imposed} frames per buffer: playing at that size, not {wanted}",
@@ -247,22 +257,10 @@ impl DeviceOutput {
             buffer_size,
         };
         let health = Arc::new(DeviceHealth::default());
-        let open_error = |reason: String| DeviceError::Open {
-            device: name.clone(),
-            sample_rate: request.sample_rate,
-            buffer: if request.buffer_frames == 0 {
-                "default".to_owned()
-            } else {
-                request.buffer_frames.to_string()
-            },
-            reason,
-            available: available(&host),
-        };
         let callback_health = health.clone();
         let error_health = health.clone();
         let ch = channels as usize;
-        let is_jack = host.id().name().eq_ignore_ascii_case("jack");
-        let mut realtime_priority = if is_jack {
+        let mut realtime_priority = if is_jack(&host) {
             0
         } else {
             request.realtime_priority
