@@ -4,6 +4,11 @@
 //! panic: all memory is allocated in [`AudioHalf::new`], voices arrive ready-built
 //! through a ring buffer, and finished voices leave through another to be freed
 //! elsewhere. `tests/audio_thread.rs` fails if `render` allocates.
+//!
+//! It also defends the sound against its own parts: a voice whose output turns NaN or
+//! infinite is dropped (and counted) before it reaches the bus, a bus that goes
+//! non-finite anyway is reset, and subnormal floats are flushed to zero while it
+//! renders, so that silence costs no more than sound.
 
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
@@ -13,6 +18,7 @@ use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1};
 
 use super::limiter::Limiter;
 use super::reverb::Reverb;
+use super::denormals::FlushToZero;
 use super::{EngineShared, Scheduled, BLOCK};
 
 /// A voice on the audio thread.
@@ -59,6 +65,9 @@ pub struct AudioHalf {
     sample_period_ns: f64,
     epoch: Instant,
     shared: Arc<EngineShared>,
+    /// This half's place in `EngineShared::generation`.
+    generation: u64,
+    flush_denormals: bool,
 }
 
 impl AudioHalf {
@@ -74,6 +83,8 @@ impl AudioHalf {
         sample_rate: f64,
         shared: Arc<EngineShared>,
         epoch: Instant,
+        clock: u64,
+        generation: u64,
     ) -> Self {
         Self {
             slots: (0..slots).map(|_| None).collect(),
@@ -85,8 +96,10 @@ impl AudioHalf {
             mix_l: [0.0; BLOCK],
             mix_r: [0.0; BLOCK],
             voice_out: BufferArray::new(),
-            rendered: 0,
-            clock: 0,
+            // A new half continues the stream clock of the one it replaces: notes
+            // already scheduled keep their meaning.
+            rendered: clock,
+            clock,
             read: BLOCK,
             fade_frames: (FADE_SECONDS * sample_rate).max(1.0) as u64,
             largest_buffer: 0,
@@ -97,7 +110,15 @@ impl AudioHalf {
             sample_period_ns: 1e9 / sample_rate,
             epoch,
             shared,
+            generation,
+            flush_denormals: true,
         }
+    }
+
+    /// Whether `render` flushes subnormal floats to zero (it does unless told not to,
+    /// which only a measurement of what flushing saves has reason to do).
+    pub fn set_flush_denormals(&mut self, flush: bool) {
+        self.flush_denormals = flush;
     }
 
     /// Frames delivered so far: the stream clock.
@@ -113,6 +134,13 @@ impl AudioHalf {
     /// it renders at most one block ahead, so a note must be scheduled at least one
     /// block (64 frames) after the current clock to start exactly on time.
     pub fn render(&mut self, out: &mut [f32], channels: usize) {
+        if self.shared.generation.load(Relaxed) != self.generation {
+            // Replaced: the control half has built a new audio half for a new stream,
+            // and this one must neither sound nor move the shared clock.
+            out.fill(0.0);
+            return;
+        }
+        let _flush = FlushToZero::new(self.flush_denormals);
         let channels = channels.max(1);
         let now_ns = self.epoch.elapsed().as_nanos() as f64;
         let origin = now_ns - self.clock as f64 * self.sample_period_ns;
@@ -172,6 +200,13 @@ impl AudioHalf {
             v.unit
                 .process(len, &BufferRef::empty(), &mut self.voice_out.buffer_mut());
             let samples = &mut self.voice_out.channel_f32_mut(0)[..len];
+            if !all_finite(samples) {
+                // One NaN in the bus would stay in the reverb's feedback for good: the
+                // voice goes, the sound stays.
+                v.remaining = 0;
+                self.shared.nonfinite.fetch_add(1, Relaxed);
+                continue;
+            }
             // Every voice ends with a linear fade over its last `fade` frames.
             if v.remaining < fade + len as u64 {
                 for (i, s) in samples.iter_mut().enumerate() {
@@ -193,19 +228,34 @@ impl AudioHalf {
         self.retire();
         self.reverb.process(&mut self.mix_l, &mut self.mix_r);
         self.limiter.process(&mut self.mix_l, &mut self.mix_r);
+        if !(all_finite(&self.mix_l) && all_finite(&self.mix_r)) {
+            // Voices are checked above, so this is the bus's own state gone bad: start
+            // it afresh rather than let it silence everything that follows.
+            self.reverb.reset();
+            self.limiter.reset();
+            self.mix_l.fill(0.0);
+            self.mix_r.fill(0.0);
+            self.shared.bus_resets.fetch_add(1, Relaxed);
+        }
         let target = self.shared.volume();
         let (c, ceiling) = (self.volume_coeff, self.ceiling);
         let start_volume = self.volume;
+        let mut clamped = 0u32;
         for channel in [&mut self.mix_l, &mut self.mix_r] {
             let mut volume = start_volume;
             for x in channel.iter_mut() {
                 volume = target + (volume - target) * c;
-                // The limiter keeps peaks under the ceiling; the clamp is a last guard,
-                // and a NaN from a misbehaving unit becomes silence.
-                let y = (*x * volume).clamp(-ceiling, ceiling);
-                *x = if y.is_nan() { 0.0 } else { y };
+                // The limiter alone keeps peaks under the ceiling; the clamp is a last
+                // guard, and every sample it changes is counted so that tests can tell.
+                let y = *x * volume;
+                let z = y.clamp(-ceiling, ceiling);
+                clamped += u32::from(z != y);
+                *x = z;
             }
             self.volume = volume;
+        }
+        if clamped > 0 {
+            self.shared.clamped.fetch_add(u64::from(clamped), Relaxed);
         }
         self.rendered = t1;
     }
@@ -284,6 +334,14 @@ impl AudioHalf {
         }
         self.shared.voices.store(count, Relaxed);
     }
+}
+
+/// Whether every sample is finite: a NaN or an infinity times zero is NaN, and the
+/// sum of the products stays 0 only if there was none (one multiply-add per sample,
+/// which vectorizes, where a per-sample branch would not).
+#[inline]
+fn all_finite(samples: &[f32]) -> bool {
+    samples.iter().fold(0.0f32, |acc, &s| acc + s * 0.0) == 0.0
 }
 
 /// Equal-power pan: -1 left, 0 centre, 1 right.

@@ -7,8 +7,8 @@ use std::time::Instant;
 use fundsp::prelude::AudioUnit;
 use thiserror::Error;
 
-use super::{EngineShared, Scheduled};
-use crate::instrument::Instruments;
+use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled};
+use crate::instrument::{Instruments, Voice};
 use crate::score::Note;
 
 #[derive(Debug, Error)]
@@ -31,25 +31,37 @@ pub struct ControlHalf {
     from_audio: rtrb::Consumer<Box<dyn AudioUnit>>,
     shared: Arc<EngineShared>,
     epoch: Instant,
+    blueprint: Blueprint,
 }
 
 impl ControlHalf {
-    pub(super) fn new(
-        instruments: Instruments,
-        sample_rate: f64,
-        to_audio: rtrb::Producer<Scheduled>,
-        from_audio: rtrb::Consumer<Box<dyn AudioUnit>>,
-        shared: Arc<EngineShared>,
-        epoch: Instant,
-    ) -> Self {
+    pub(super) fn new(instruments: Instruments, blueprint: Blueprint, queues: Queues) -> Self {
         Self {
             instruments,
-            sample_rate,
-            to_audio,
-            from_audio,
-            shared,
-            epoch,
+            sample_rate: blueprint.sample_rate,
+            to_audio: queues.to_audio,
+            from_audio: queues.from_audio,
+            shared: blueprint.shared.clone(),
+            epoch: blueprint.epoch,
+            blueprint,
         }
+    }
+
+    /// A new audio half to replace the current one, for a new output stream after the
+    /// old one was lost (or its callback failed). It continues the stream clock from
+    /// the last frame the old half delivered, with a fresh bus and no voices: whatever
+    /// was sounding went with the device. From now on the old half, wherever it is,
+    /// renders silence and publishes nothing.
+    pub fn renew_audio(&mut self) -> AudioHalf {
+        let generation = self.shared.generation.fetch_add(1, Relaxed) + 1;
+        let clock = self.shared.frames.load(Acquire);
+        let (queues, audio) = self.blueprint.build(clock, generation);
+        // The old queues (and any voices still in them) are freed here, off the audio
+        // thread, as are the voices of the old half when its stream is dropped.
+        self.to_audio = queues.to_audio;
+        self.from_audio = queues.from_audio;
+        self.shared.voices.store(0, Relaxed);
+        audio
     }
 
     pub fn sample_rate(&self) -> f64 {
@@ -76,6 +88,11 @@ impl ControlHalf {
             return Err(QueueFull);
         }
         let voice = self.instruments.build(note, self.sample_rate);
+        self.schedule(voice, start)
+    }
+
+    /// Schedule a voice built elsewhere to start at stream frame `start`.
+    pub fn schedule(&mut self, voice: Voice, start: u64) -> Result<Played, QueueFull> {
         let played = Played {
             frames: voice.frames,
             gain: voice.gain,

@@ -60,6 +60,14 @@ impl Limiter {
         }
     }
 
+    /// Forget everything heard: an empty look-ahead and unity gain, as when new.
+    pub fn reset(&mut self) {
+        self.delay_l.fill(0.0);
+        self.delay_r.fill(0.0);
+        self.needs.fill(1.0);
+        self.gain = 1.0;
+    }
+
     /// Limit a stereo block in place (any length that is a multiple of 16 frames).
     pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
         for (l, r) in left.chunks_exact_mut(SUB).zip(right.chunks_exact_mut(SUB)) {

@@ -9,6 +9,7 @@
 
 mod audio;
 mod control;
+pub mod denormals;
 pub mod limiter;
 pub mod reverb;
 
@@ -19,6 +20,7 @@ use fundsp::prelude::{AudioUnit, MAX_BUFFER_SIZE};
 
 pub use audio::AudioHalf;
 pub use control::{ControlHalf, Played, QueueFull};
+pub use denormals::FlushToZero;
 
 use crate::config::EngineConfig;
 use crate::instrument::{Instruments, Voice};
@@ -49,6 +51,16 @@ pub struct EngineShared {
     /// The largest device buffer delivered so far, in frames: the scheduler's floor
     /// depends on it, and some devices choose their own.
     pub device_buffer: AtomicU32,
+    /// Samples the final clamp had to change: 0 when the limiter alone held the
+    /// ceiling, as it should.
+    pub clamped: AtomicU64,
+    /// Voices dropped because they produced a NaN or an infinity.
+    pub nonfinite: AtomicU64,
+    /// Times the master bus (reverb, limiter) was reset after going non-finite.
+    pub bus_resets: AtomicU64,
+    /// The audio half allowed to render: a replaced one (its stream lost) that is still
+    /// called renders silence and publishes nothing.
+    pub generation: AtomicU64,
 }
 
 impl EngineShared {
@@ -75,43 +87,73 @@ pub fn engine(
 ) -> (ControlHalf, AudioHalf) {
     let shared = Arc::new(EngineShared::default());
     shared.set_volume(config.volume);
-    // Room for every voice that could be in flight: a full polyphony's worth plus as
-    // many again fading out after being stolen.
-    let slots = config.polyphony * 2;
-    let queue = config.polyphony.max(16) * 2;
-    let (to_audio, from_control) = rtrb::RingBuffer::<Scheduled>::new(queue);
-    // Every voice the audio half holds or can receive fits in the return queue, so it
-    // never has to keep (or free) a finished voice for lack of room.
-    let (to_control, from_audio) = rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
-    let r = &config.reverb;
-    let l = &config.limiter;
-    let reverb = reverb::Reverb::new(r.room_size, r.time, r.damping, r.wet, sample_rate);
-    let limiter = limiter::Limiter::new(
-        f64::from(l.attack_ms),
-        f64::from(l.release_ms),
-        l.ceiling,
+    let blueprint = Blueprint {
+        config: config.clone(),
         sample_rate,
-    );
-    let epoch = std::time::Instant::now();
-    let audio = AudioHalf::new(
-        reverb,
-        limiter,
-        from_control,
-        to_control,
-        slots,
-        config.polyphony,
-        l.ceiling,
-        sample_rate,
-        shared.clone(),
-        epoch,
-    );
-    let control = ControlHalf::new(
-        instruments,
-        sample_rate,
-        to_audio,
-        from_audio,
+        epoch: std::time::Instant::now(),
         shared,
-        epoch,
-    );
-    (control, audio)
+    };
+    let (queues, audio) = blueprint.build(0, 0);
+    (ControlHalf::new(instruments, blueprint, queues), audio)
+}
+
+/// The control half's ends of the queues to one audio half.
+pub(crate) struct Queues {
+    pub to_audio: rtrb::Producer<Scheduled>,
+    pub from_audio: rtrb::Consumer<Box<dyn AudioUnit>>,
+}
+
+/// What the control half needs to build an audio half: once at the start, and again
+/// whenever the output is reopened (a lost device, a failed callback), so that the new
+/// stream starts from a clean bus instead of whatever state the old one died in.
+pub(crate) struct Blueprint {
+    config: EngineConfig,
+    sample_rate: f64,
+    epoch: std::time::Instant,
+    shared: Arc<EngineShared>,
+}
+
+impl Blueprint {
+    /// A new audio half whose stream clock starts at `clock`, as generation `generation`.
+    fn build(&self, clock: u64, generation: u64) -> (Queues, AudioHalf) {
+        let config = &self.config;
+        let sample_rate = self.sample_rate;
+        // Room for every voice that could be in flight: a full polyphony's worth plus as
+        // many again fading out after being stolen.
+        let slots = config.polyphony * 2;
+        let queue = config.polyphony.max(16) * 2;
+        let (to_audio, from_control) = rtrb::RingBuffer::<Scheduled>::new(queue);
+        // Every voice the audio half holds or can receive fits in the return queue, so it
+        // never has to keep (or free) a finished voice for lack of room.
+        let (to_control, from_audio) =
+            rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
+        let r = &config.reverb;
+        let l = &config.limiter;
+        let reverb = reverb::Reverb::new(r.room_size, r.time, r.damping, r.wet, sample_rate);
+        let limiter = limiter::Limiter::new(
+            f64::from(l.attack_ms),
+            f64::from(l.release_ms),
+            l.ceiling,
+            sample_rate,
+        );
+        let audio = AudioHalf::new(
+            reverb,
+            limiter,
+            from_control,
+            to_control,
+            slots,
+            config.polyphony,
+            l.ceiling,
+            sample_rate,
+            self.shared.clone(),
+            self.epoch,
+            clock,
+            generation,
+        );
+        let queues = Queues {
+            to_audio,
+            from_audio,
+        };
+        (queues, audio)
+    }
 }

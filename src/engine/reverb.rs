@@ -88,6 +88,14 @@ impl Reverb {
         }
     }
 
+    /// Silence every line and filter: the state of a reverb that has heard nothing.
+    pub fn reset(&mut self) {
+        for line in self.lines.iter_mut().chain(self.diffusers.iter_mut().flatten()) {
+            line.buffer.fill(0.0);
+        }
+        self.lowpass = [0.0; 8];
+    }
+
     /// Add the reverb of `left`/`right` to them, in place.
     pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
         let d = self.damping;
