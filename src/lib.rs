@@ -6,6 +6,7 @@
 //! lock-free synth graph, and an [`output`] (audio device, WAV file or nothing) drives
 //! the engine. [`conductor`] wires these together for `play` and `render`.
 
+pub mod backoff;
 pub mod bench;
 pub mod conductor;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod event;
 pub mod ingest;
 pub mod instrument;
+pub mod logs;
 pub mod output;
 pub mod rng;
 pub mod score;

@@ -2,7 +2,6 @@
 //! sends what it receives, normalized, to the conductor over a bounded crossbeam
 //! channel, never blocking; what it cannot understand is counted and skipped.
 
-pub mod backoff;
 pub mod demo;
 pub mod replay;
 pub mod websocket;

@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
 use super::wikimon::parse_wikimon;
 use super::Delivery;
 use crate::config::SourceConfig;

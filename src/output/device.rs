@@ -4,10 +4,14 @@
 //!
 //! The callback does nothing but `AudioHalf::render` and atomic stores (and, at its first
 //! call, one system call asking real-time priority for its thread): it never allocates,
-//! locks, blocks or logs. Device errors (xruns, a lost device) are counted
-//! in atomics and reported by the conductor, off the audio thread.
+//! locks, blocks or logs. A panic inside the engine is caught there, and the stream
+//! plays silence from then on and says so through an atomic. Device errors are counted
+//! in atomics, and those that end the stream (a lost device) are also passed, whole,
+//! through a small preallocated queue, for the [`supervisor`](super::supervisor) to
+//! read, log and act on, off the audio thread.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +75,40 @@ pub struct DeviceHealth {
     pub callbacks: AtomicU64,
     /// Whether the audio thread got real-time priority.
     pub realtime: RealtimeStatus,
+    /// The device reported an error that ends the stream (it is gone, or its
+    /// configuration no longer holds).
+    pub lost: AtomicBool,
+    /// The engine panicked inside the callback; the stream plays silence since.
+    pub failed: AtomicBool,
+}
+
+/// Errors that end a stream: what is left of it will not play again.
+fn ends_the_stream(kind: cpal::ErrorKind) -> bool {
+    matches!(
+        kind,
+        cpal::ErrorKind::DeviceNotAvailable
+            | cpal::ErrorKind::HostUnavailable
+            | cpal::ErrorKind::StreamInvalidated
+            | cpal::ErrorKind::PermissionDenied
+    )
+}
+
+/// Errors that end a stream, kept for the supervisor's log line (a few are plenty).
+const ERROR_QUEUE: usize = 8;
+
+/// One device callback: fill `data` from the engine, or with silence once the engine
+/// has failed. A panic in the engine is caught here, so that it can never unwind into
+/// the audio library's thread (which would end the stream unnoticed): it is recorded
+/// in `failed`, and the engine, whose state it may have broken, is not called again.
+pub fn fill(audio: &mut AudioHalf, data: &mut [f32], channels: usize, failed: &AtomicBool) {
+    if failed.load(Relaxed) {
+        data.fill(0.0);
+        return;
+    }
+    if catch_unwind(AssertUnwindSafe(|| audio.render(data, channels))).is_err() {
+        failed.store(true, Relaxed);
+        data.fill(0.0);
+    }
 }
 
 /// What one device callback did, for measuring latency: sent from the callback
@@ -88,7 +126,9 @@ pub struct CallbackRecord {
 
 /// A running output stream. Dropping it stops the sound.
 pub struct DeviceOutput {
-    _stream: cpal::Stream,
+    stream: cpal::Stream,
+    /// Errors that ended the stream, as the device reported them.
+    pub fatal_errors: rtrb::Consumer<cpal::Error>,
     pub host: String,
     pub name: String,
     /// Frames per buffer in force, when known before the stream plays (0: the device
@@ -259,6 +299,7 @@ impl DeviceOutput {
         let health = Arc::new(DeviceHealth::default());
         let callback_health = health.clone();
         let error_health = health.clone();
+        let (mut fatal_tx, fatal_errors) = rtrb::RingBuffer::<cpal::Error>::new(ERROR_QUEUE);
         let ch = channels as usize;
         let mut realtime_priority = if is_jack(&host) {
             0
@@ -276,7 +317,7 @@ impl DeviceOutput {
                     }
                     let at = Instant::now();
                     let first_frame = audio.clock();
-                    audio.render(data, ch);
+                    fill(&mut audio, data, ch, &callback_health.failed);
                     callback_health.callbacks.fetch_add(1, Relaxed);
                     if let Some(records) = records.as_mut() {
                         let t = info.timestamp();
@@ -288,11 +329,18 @@ impl DeviceOutput {
                         });
                     }
                 },
+                // ALSA calls this on the audio thread itself: atomics and a preallocated
+                // queue only.
                 move |e: cpal::Error| {
                     if e.kind() == cpal::ErrorKind::Xrun {
                         error_health.xruns.fetch_add(1, Relaxed);
-                    } else {
-                        error_health.errors.fetch_add(1, Relaxed);
+                        return;
+                    }
+                    error_health.errors.fetch_add(1, Relaxed);
+                    if ends_the_stream(e.kind()) {
+                        error_health.lost.store(true, Relaxed);
+                        // A full queue already holds the news.
+                        let _ = fatal_tx.push(e);
                     }
                 },
                 None,
@@ -300,7 +348,8 @@ impl DeviceOutput {
             .map_err(|e| open_error(e.to_string()))?;
         stream.play().map_err(|e| open_error(e.to_string()))?;
         Ok(DeviceOutput {
-            _stream: stream,
+            stream,
+            fatal_errors,
             host: host.id().to_string(),
             name,
             buffer_frames,
@@ -308,6 +357,24 @@ impl DeviceOutput {
             channels,
             health,
         })
+    }
+}
+
+impl DeviceOutput {
+    /// Stop the stream and free it on a thread of its own: a stream whose device has
+    /// vanished can take long to close (or never return), and the caller must not wait
+    /// for it. The audio half inside goes with it, freed there, off the audio thread.
+    pub fn close_in_background(self) {
+        let closing = std::thread::Builder::new()
+            .name("carillon-close".into())
+            .spawn(move || {
+                let _ = self.stream.pause();
+                drop(self);
+            });
+        if let Err(e) = closing {
+            // The stream went down with the failed spawn's closure, closed here.
+            tracing::warn!("cannot start a thread to close the old stream ({e}): closed it in line");
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! Exponential backoff with jitter, for every transport that reconnects.
+//! Exponential backoff with jitter, for everything that reconnects: the network
+//! sources, and the audio device when it comes back.
 
 use std::time::Duration;
 
