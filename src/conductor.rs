@@ -17,8 +17,10 @@ use crate::engine::{engine, ControlHalf, Played, BLOCK};
 use crate::ingest::replay::Timed;
 use crate::ingest::{self, Arrival, Delivery, Source, SourceSpec, TimedEvents};
 use crate::instrument::Instruments;
-use crate::output::device::{DeviceOutput, DeviceRequest};
+use crate::logs::Repeated;
+use crate::output::device::{DeviceError, DeviceRequest};
 use crate::output::realtime::{describe, GRANTED};
+use crate::output::supervisor::{DeviceCounters, DeviceState, Supervisor};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
 use crate::score::{Note, Outcome, Score};
@@ -72,6 +74,9 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// Hand one scored note to the engine, counting what happened to it. Returns the note
 /// if it was scheduled.
+///
+/// With no device playing (`audible` false), the score still runs — its throttle and
+/// counters stay true to the stream — but its notes are only counted, as `silenced`.
 fn conduct(
     score: &mut Score,
     control: &mut ControlHalf,
@@ -79,9 +84,11 @@ fn conduct(
     event: &crate::event::Event,
     frame: u64,
     seed: u64,
+    audible: bool,
 ) -> Option<(Note, Played)> {
     let seconds = frame as f64 / control.sample_rate();
     match score.map(event, seconds) {
+        Outcome::Play(_) if !audible => Stats::add(&stats.silenced, 1),
         Outcome::Play(mut note) => {
             note.seed ^= seed;
             match control.play(&note, frame) {
@@ -162,7 +169,64 @@ pub struct RenderOptions {
 pub struct RenderReport {
     pub seconds_rendered: f64,
     pub wall_seconds: f64,
-    pub stats: Stats,
+    pub summary: Summary,
+}
+
+/// Everything counted in a run, for its `summary:` line: the sources' and score's
+/// counters, the engine's, and the device's (in `play`).
+pub struct Summary {
+    pub stats: Arc<Stats>,
+    pub engine: EngineCounters,
+    pub device: Option<DeviceCounters>,
+}
+
+/// The engine's counters at the end of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineCounters {
+    pub stolen: u64,
+    pub late: u64,
+    pub overflow: u64,
+    pub clamped: u64,
+    pub nonfinite: u64,
+    pub bus_resets: u64,
+}
+
+impl EngineCounters {
+    pub fn of(control: &ControlHalf) -> EngineCounters {
+        let s = control.shared();
+        EngineCounters {
+            stolen: s.stolen.load(Relaxed),
+            late: s.late.load(Relaxed),
+            overflow: s.overflow.load(Relaxed),
+            clamped: s.clamped.load(Relaxed),
+            nonfinite: s.nonfinite.load(Relaxed),
+            bus_resets: s.bus_resets.load(Relaxed),
+        }
+    }
+}
+
+impl Summary {
+    /// One line of `key=value` pairs, for logs and tests.
+    pub fn line(&self) -> String {
+        let e = &self.engine;
+        let mut line = format!(
+            "{} stolen={} late={} overflow={} clamped={} nonfinite={} bus_resets={}",
+            self.stats.summary(),
+            e.stolen,
+            e.late,
+            e.overflow,
+            e.clamped,
+            e.nonfinite,
+            e.bus_resets
+        );
+        if let Some(d) = &self.device {
+            line.push_str(&format!(
+                " xruns={} device_errors={} device_losses={} device_reopens={} engine_failures={}",
+                d.xruns, d.errors, d.losses, d.reopens, d.engine_failures
+            ));
+        }
+        line
+    }
 }
 
 /// The timed events of an offline source.
@@ -206,7 +270,7 @@ pub fn render_into(
         None => None,
     };
     let (mut control, mut audio) = engine(&config.engine, instruments, sr);
-    let stats = Stats::default();
+    let stats = Arc::new(Stats::default());
     let total = (opts.duration * sr).round() as u64;
     let speed = if opts.speed > 0.0 { opts.speed } else { 1.0 };
     let mut events = events
@@ -221,8 +285,15 @@ pub fn render_into(
             match event {
                 Ok(event) => {
                     Stats::add(&stats.events, 1);
-                    let played =
-                        conduct(&mut score, &mut control, &stats, &event, frame, opts.seed);
+                    let played = conduct(
+                        &mut score,
+                        &mut control,
+                        &stats,
+                        &event,
+                        frame,
+                        opts.seed,
+                        true,
+                    );
                     if let (Some(listing), Some((note, played))) = (listing.as_mut(), played) {
                         listing.note(frame, &note, &played)?;
                     }
@@ -242,22 +313,35 @@ pub fn render_into(
     Ok(RenderReport {
         seconds_rendered: total as f64 / sr,
         wall_seconds: started.elapsed().as_secs_f64(),
-        stats,
+        summary: Summary {
+            stats,
+            engine: EngineCounters::of(&control),
+            device: None,
+        },
     })
 }
 
 pub struct PlayOptions {
     pub source: SourceSpec,
     pub device: DeviceRequest,
+    /// A device missing at start is waited for rather than an error.
+    pub wait_for_device: bool,
     pub volume: Option<f32>,
     pub duration: Option<f64>,
     pub speed: f64,
     pub seed: u64,
 }
 
-/// Play a source live through the audio device until Ctrl-C, the duration, or (for a
-/// replay) the end of the file and of its last notes.
-pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Result<Arc<Stats>> {
+/// What to try when no device could be opened at start.
+const NO_DEVICE_HINT: &str = "To go on: `carillon devices` lists the outputs this machine has \
+(choose one with --device NAME); --host jack plays into a running JACK server; \
+--wait-for-device waits for a sound card that comes up later (as at boot); \
+`carillon render` writes a WAV file with no device at all";
+
+/// Play a source live through the audio device until Ctrl-C or SIGTERM, the duration,
+/// or (for a replay) the end of the file and of its last notes. The device may come
+/// and go meanwhile: the supervisor reopens it, and the sources play on.
+pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Result<Summary> {
     let sr = opts.device.sample_rate as f64;
     let mut score = Score::new(&config.score, &instruments.names())?;
     let mut engine_config = config.engine.clone();
@@ -266,26 +350,30 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     }
     let source = Source::open(&opts.source, opts.seed)?;
     let (mut control, audio) = engine(&engine_config, instruments, sr);
-    let device = DeviceOutput::start(&opts.device, audio)?;
-    tracing::info!(
-        "playing on {:?} ({}): {} Hz, {} channels, {} frames per buffer",
-        device.name,
-        device.host,
-        device.sample_rate,
-        device.channels,
-        if device.buffer_frames == 0 {
-            "default".to_owned()
-        } else {
-            device.buffer_frames.to_string()
-        }
-    );
+    let mut device = Supervisor::start(opts.device.clone(), opts.wait_for_device, audio)
+        .map_err(|e: DeviceError| anyhow::anyhow!("{e}\n{NO_DEVICE_HINT}"))?;
+    if let Some(stream) = device.stream() {
+        tracing::info!(
+            "playing on {:?} ({}): {} Hz, {} channels, {} frames per buffer",
+            stream.name,
+            stream.host,
+            stream.sample_rate,
+            stream.channels,
+            if stream.buffer_frames == 0 {
+                "default".to_owned()
+            } else {
+                stream.buffer_frames.to_string()
+            }
+        );
+    }
     // The floor follows the largest buffer the device has actually asked for.
-    let latency_frames = |control: &ControlHalf| {
+    let latency_frames = |control: &ControlHalf, device: &Supervisor| {
+        let opened = device.stream().map_or(0, |s| s.buffer_frames);
         scheduling_latency(
             config.engine.latency_ms,
             config.engine.margin_ms,
             sr,
-            device.buffer_frames.max(control.device_buffer()),
+            opened.max(control.device_buffer()),
         )
     };
 
@@ -308,20 +396,14 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         opts.speed,
         delivery,
     ));
-    {
-        let stop = stop.clone();
-        runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Relaxed);
-            }
-        });
-    }
+    runtime.spawn(stop_on_signals(stop.clone()));
 
     let started = Instant::now();
     let mut status = Status::new(std::io::stderr().is_terminal(), &opts.source);
     let mut source_done_at: Option<Instant> = None;
+    let mut xrun_lines = Repeated::new(Duration::from_secs(10));
     let mut reported_xruns = 0;
-    let mut reported_realtime = false;
+    let mut realtime_reported_for = 0;
     loop {
         if stop.load(Relaxed) {
             tracing::info!("stopping");
@@ -333,9 +415,10 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         {
             break;
         }
+        let audible = device.state() == DeviceState::Playing;
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(arrival) => {
-                let frame = control.frame_at(arrival.at) + latency_frames(&control);
+                let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
                 conduct(
                     &mut score,
                     &mut control,
@@ -343,14 +426,16 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                     &arrival.event,
                     frame,
                     opts.seed,
+                    audible,
                 );
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                // A replay has ended: let its last notes ring out, then stop.
+                // A replay has ended: let its last notes ring out (if there is a device
+                // to ring them), then stop.
                 let done = *source_done_at.get_or_insert_with(Instant::now);
                 if opts.duration.is_none()
-                    && control.voices() == 0
+                    && (control.voices() == 0 || !audible)
                     && done.elapsed() > Duration::from_millis(500)
                 {
                     tracing::info!("the source has ended");
@@ -360,42 +445,69 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             }
         }
         control.collect();
-        let xruns = device.health.xruns.load(Relaxed);
-        if xruns > reported_xruns {
-            tracing::warn!(
-                "the audio device reported {} buffer under/overruns",
-                xruns - reported_xruns
-            );
-            reported_xruns = xruns;
+        device.poll(&mut control);
+        let xruns = device.counters().xruns;
+        if let Some(n) = xrun_lines.count(xruns - reported_xruns, Instant::now()) {
+            tracing::warn!("the audio device reported {n} buffer under/overruns");
         }
-        if !reported_realtime {
-            let realtime = device.health.realtime.get();
-            if let Some(line) = describe(realtime, opts.device.realtime_priority) {
-                if realtime == GRANTED {
-                    tracing::info!("{line}");
-                } else {
-                    tracing::warn!("{line}");
+        reported_xruns = xruns;
+        let reopens = device.counters().reopens + 1;
+        if realtime_reported_for != reopens {
+            if let Some(stream) = device.stream() {
+                let realtime = stream.health.realtime.get();
+                if let Some(line) = describe(realtime, opts.device.realtime_priority) {
+                    if realtime == GRANTED {
+                        tracing::info!("{line}");
+                    } else {
+                        tracing::warn!("{line}");
+                    }
+                    realtime_reported_for = reopens;
                 }
-                reported_realtime = true;
             }
         }
-        status.tick(&stats, &control);
+        status.tick(&stats, &control, device.state());
     }
     // Fade out (the engine glides the volume) before the stream stops: no click.
-    control.set_volume(0.0);
-    std::thread::sleep(Duration::from_millis(150));
+    if device.state() == DeviceState::Playing {
+        control.set_volume(0.0);
+        std::thread::sleep(Duration::from_millis(150));
+    }
     status.clear();
+    let device_counters = device.counters();
     drop(device);
     runtime.shutdown_timeout(Duration::from_millis(200));
     control.collect();
-    let shared = control.shared();
-    tracing::debug!(
-        "engine: stolen={} late={} overflow={}",
-        shared.stolen.load(Relaxed),
-        shared.late.load(Relaxed),
-        shared.overflow.load(Relaxed)
-    );
-    Ok(stats)
+    Ok(Summary {
+        stats,
+        engine: EngineCounters::of(&control),
+        device: Some(device_counters),
+    })
+}
+
+/// Set `stop` on Ctrl-C (SIGINT) or SIGTERM (what systemd and `kill` send): both end
+/// the play with a fade.
+async fn stop_on_signals(stop: Arc<AtomicBool>) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops with a fade");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(e) = result {
+                tracing::warn!("cannot listen for Ctrl-C ({e})");
+                return;
+            }
+        }
+        () = terminate => {}
+    }
+    stop.store(true, Relaxed);
 }
 
 /// The one-line status on a terminal, refreshed about once a second.
@@ -418,7 +530,7 @@ impl Status {
         }
     }
 
-    fn tick(&mut self, stats: &Stats, control: &ControlHalf) {
+    fn tick(&mut self, stats: &Stats, control: &ControlHalf, device: DeviceState) {
         if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
             return;
         }
@@ -450,8 +562,9 @@ impl Status {
             "reconnecting"
         };
         eprint!(
-            "\r\x1b[K{per_minute:.0} events/min · {} playing · {dropped} dropped · feed {feed}",
-            control.voices()
+            "\r\x1b[K{per_minute:.0} events/min · {} playing · {dropped} dropped · feed {feed} · device {}",
+            control.voices(),
+            device.name()
         );
         self.shown = true;
     }

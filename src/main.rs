@@ -147,6 +147,10 @@ struct PlayArgs {
     /// Seed of the demo generator and of the voices' randomness.
     #[arg(long, value_name = "N", default_value_t = 0)]
     seed: u64,
+    /// If no audio device can be opened at start, wait for one instead of exiting
+    /// (for machines whose sound card comes up after the service).
+    #[arg(long)]
+    wait_for_device: bool,
 }
 
 #[derive(clap::Args)]
@@ -220,13 +224,14 @@ fn play(args: PlayArgs) -> Result<()> {
             exact_buffer: false,
             realtime_priority: config.output.realtime_priority,
         },
+        wait_for_device: args.wait_for_device,
         volume: args.volume,
         duration: args.duration,
         speed: args.speed,
         seed: args.seed,
     };
-    let stats = conductor::play(&config, instruments, &opts)?;
-    eprintln!("summary: {}", stats.summary());
+    let summary = conductor::play(&config, instruments, &opts)?;
+    eprintln!("summary: {}", summary.line());
     Ok(())
 }
 
@@ -252,7 +257,7 @@ fn render(args: RenderArgs) -> Result<()> {
         report.seconds_rendered / report.wall_seconds.max(1e-9),
         opts.output.display()
     );
-    eprintln!("summary: {}", report.stats.summary());
+    eprintln!("summary: {}", report.summary.line());
     Ok(())
 }
 
@@ -304,11 +309,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CARILLON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,jack_sys=warn")),
         )
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // libasound and libjack print their own diagnostics straight to stderr; carillon
+    // says what went wrong itself, and keeps theirs for CARILLON_LOG=debug.
+    device::quiet_audio_libraries();
     // One TLS crypto provider for wss:// feeds; an error means one is already installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();

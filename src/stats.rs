@@ -26,6 +26,8 @@ pub struct Stats {
     pub engine_full: AtomicU64,
     /// Events dropped because the conductor had fallen behind (its queue was full).
     pub backlog: AtomicU64,
+    /// Notes the score played while no audio device was open (lost, or not yet found).
+    pub silenced: AtomicU64,
     /// Whether a network source is connected right now.
     pub connected: AtomicBool,
 }
@@ -42,7 +44,7 @@ impl Stats {
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         format!(
-            "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={}",
+            "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={} silenced={}",
             Self::get(&self.events),
             Self::get(&self.notes),
             Self::get(&self.throttled),
@@ -53,6 +55,7 @@ impl Stats {
             Self::get(&self.disconnects),
             Self::get(&self.engine_full),
             Self::get(&self.backlog),
+            Self::get(&self.silenced),
         )
     }
 }

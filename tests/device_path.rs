@@ -190,6 +190,14 @@ fn each_kind_sounds_its_instrument_at_its_pentatonic_pitch_without_clipping() {
             peak_abs(channel)
         );
     }
+    // The engine's last clamp would keep the recording under full scale whatever the
+    // limiter did: the limiter alone must have held the ceiling.
+    assert_eq!(
+        out.summary().get("clamped"),
+        0,
+        "the final clamp had to catch samples: {}",
+        out.stderr
+    );
 }
 
 #[test]

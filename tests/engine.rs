@@ -2,11 +2,15 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use std::sync::atomic::AtomicBool;
+
 use carillon::config::Config;
-use carillon::engine::engine;
+use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::EventKind;
-use carillon::instrument::Instruments;
+use carillon::instrument::{Instruments, Voice};
+use carillon::output::device::fill;
 use carillon::score::{InstrumentId, Note};
+use fundsp::prelude::{An, AudioNode, Frame, U0, U1};
 
 const SR: f64 = 48_000.0;
 
@@ -133,6 +137,13 @@ fn a_crowd_of_loud_notes_never_clips_with_or_without_look_ahead() {
             peak <= ceiling,
             "attack {attack_ms} ms: peak {peak} over the ceiling {ceiling}"
         );
+        // The final clamp would hold the ceiling whatever the limiter did: it must
+        // not have had to touch a single sample.
+        let clamped = control.shared().clamped.load(Relaxed);
+        assert_eq!(
+            clamped, 0,
+            "attack {attack_ms} ms: the final clamp caught {clamped} samples the limiter let through"
+        );
         assert!(
             peak > 0.5 * ceiling,
             "the crowd should be loud (peak {peak})"
@@ -158,4 +169,174 @@ fn finished_voices_are_returned_and_freed() {
     }
     assert_eq!(control.voices(), 0);
     assert_eq!(control.collect(), 1);
+}
+
+/// A voice that misbehaves in one chosen way after `after` samples.
+#[derive(Clone)]
+struct Faulty {
+    output: f32,
+    after: u64,
+    t: u64,
+    panics: bool,
+}
+
+impl AudioNode for Faulty {
+    const ID: u64 = 0x6661_756c_7479;
+    type Inputs = U0;
+    type Outputs = U1;
+
+    fn tick(&mut self, _: &Frame<f32, U0>) -> Frame<f32, U1> {
+        self.t += 1;
+        if self.t <= self.after {
+            return [0.1].into();
+        }
+        if self.panics {
+            panic!("a voice broke");
+        }
+        [self.output].into()
+    }
+}
+
+fn faulty_voice(output: f32, after: u64, panics: bool, frames: u64) -> Voice {
+    Voice {
+        unit: Box::new(An(Faulty {
+            output,
+            after,
+            t: 0,
+            panics,
+        })),
+        frames,
+        gain: 0.5,
+        pan: 0.0,
+    }
+}
+
+fn default_engine() -> (ControlHalf, AudioHalf) {
+    engine(
+        &Config::defaults().engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    )
+}
+
+/// Render `blocks` buffers of 256 frames; the peak of each.
+fn peaks(audio: &mut AudioHalf, blocks: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; 256 * 2];
+    (0..blocks)
+        .map(|_| {
+            audio.render(&mut out, 2);
+            assert!(
+                out.iter().all(|x| x.is_finite()),
+                "a non-finite sample left the engine"
+            );
+            out.iter().fold(0.0f32, |p, x| p.max(x.abs()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_voice_that_turns_nan_is_dropped_and_the_others_play_on() {
+    let (mut control, mut audio) = default_engine();
+    control
+        .schedule(faulty_voice(f32::NAN, 1000, false, 48_000), 64)
+        .expect("room");
+    control.play(&note(0, 440.0), 64).expect("room");
+    // A second bell long after: the bus must still carry sound, not silence.
+    control.play(&note(0, 660.0), 48_000).expect("room");
+    let peaks = peaks(&mut audio, 400);
+    assert_eq!(
+        control.shared().nonfinite.load(Relaxed),
+        1,
+        "the NaN voice is counted"
+    );
+    assert_eq!(
+        control.shared().bus_resets.load(Relaxed),
+        0,
+        "and never reached the bus"
+    );
+    let late = peaks[48_000 / 256 + 4];
+    assert!(
+        late > 0.05,
+        "the bell after the NaN voice should sound (peak {late})"
+    );
+}
+
+#[test]
+fn a_bus_that_goes_non_finite_is_reset_and_sound_returns() {
+    let (mut control, mut audio) = default_engine();
+    // Finite voices whose sum overflows to infinity on the bus.
+    for _ in 0..8 {
+        control
+            .schedule(faulty_voice(3.0e38, 100, false, 2_000), 64)
+            .expect("room");
+    }
+    control.play(&note(0, 440.0), 24_000).expect("room");
+    let peaks = peaks(&mut audio, 200);
+    assert!(
+        control.shared().bus_resets.load(Relaxed) >= 1,
+        "the bus went non-finite and should have been reset"
+    );
+    let after = peaks[24_000 / 256 + 4];
+    assert!(
+        after > 0.05,
+        "a note after the reset should sound (peak {after})"
+    );
+}
+
+#[test]
+fn a_panic_in_the_engine_is_caught_in_the_callback_and_silences_it() {
+    let (mut control, mut audio) = default_engine();
+    control
+        .schedule(faulty_voice(0.0, 300, true, 48_000), 0)
+        .expect("room");
+    let failed = AtomicBool::new(false);
+    let mut data = vec![1.0f32; 256 * 2];
+    fill(&mut audio, &mut data, 2, &failed);
+    assert!(
+        !failed.load(Relaxed),
+        "the voice plays 300 good samples first"
+    );
+    fill(&mut audio, &mut data, 2, &failed);
+    assert!(failed.load(Relaxed), "the panic must be recorded");
+    assert!(
+        data.iter().all(|&x| x == 0.0),
+        "a failed callback plays silence"
+    );
+    let clock = audio.clock();
+    data.fill(1.0);
+    fill(&mut audio, &mut data, 2, &failed);
+    assert!(data.iter().all(|&x| x == 0.0), "and keeps playing silence");
+    assert_eq!(
+        audio.clock(),
+        clock,
+        "without calling the broken engine again"
+    );
+}
+
+#[test]
+fn a_renewed_audio_half_continues_the_clock_and_silences_the_old_one() {
+    let (mut control, mut old) = default_engine();
+    let mut out = vec![0.0f32; 256 * 2];
+    for _ in 0..10 {
+        old.render(&mut out, 2);
+    }
+    let mut new = control.renew_audio();
+    assert_eq!(new.clock(), 2560, "the new half takes up the stream clock");
+    control.play(&note(0, 440.0), 2560 + 64).expect("room");
+    let p = peaks(&mut new, 8);
+    assert!(
+        p.iter().any(|&x| x > 0.05),
+        "the new half plays what is scheduled"
+    );
+    out.fill(1.0);
+    old.render(&mut out, 2);
+    assert!(
+        out.iter().all(|&x| x == 0.0),
+        "the replaced half renders silence"
+    );
+    assert_eq!(
+        control.shared().frames.load(Relaxed),
+        new.clock(),
+        "and moves no clock"
+    );
 }

@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1};
 
+use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
-use super::denormals::FlushToZero;
 use super::{EngineShared, Scheduled, BLOCK};
 
 /// A voice on the audio thread.

@@ -125,8 +125,7 @@ impl Blueprint {
         let (to_audio, from_control) = rtrb::RingBuffer::<Scheduled>::new(queue);
         // Every voice the audio half holds or can receive fits in the return queue, so it
         // never has to keep (or free) a finished voice for lack of room.
-        let (to_control, from_audio) =
-            rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
+        let (to_control, from_audio) = rtrb::RingBuffer::<Box<dyn AudioUnit>>::new(slots + queue);
         let r = &config.reverb;
         let l = &config.limiter;
         let reverb = reverb::Reverb::new(r.room_size, r.time, r.damping, r.wet, sample_rate);

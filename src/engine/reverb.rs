@@ -90,7 +90,11 @@ impl Reverb {
 
     /// Silence every line and filter: the state of a reverb that has heard nothing.
     pub fn reset(&mut self) {
-        for line in self.lines.iter_mut().chain(self.diffusers.iter_mut().flatten()) {
+        for line in self
+            .lines
+            .iter_mut()
+            .chain(self.diffusers.iter_mut().flatten())
+        {
             line.buffer.fill(0.0);
         }
         self.lowpass = [0.0; 8];

@@ -10,9 +10,9 @@ use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use crate::backoff::Backoff;
 use super::wikimon::parse_wikimon;
 use super::Delivery;
+use crate::backoff::Backoff;
 use crate::config::SourceConfig;
 use crate::rng::fnv1a;
 use crate::stats::Stats;

@@ -373,7 +373,9 @@ impl DeviceOutput {
             });
         if let Err(e) = closing {
             // The stream went down with the failed spawn's closure, closed here.
-            tracing::warn!("cannot start a thread to close the old stream ({e}): closed it in line");
+            tracing::warn!(
+                "cannot start a thread to close the old stream ({e}): closed it in line"
+            );
         }
     }
 }
@@ -437,4 +439,88 @@ pub fn list(host: Option<&str>) -> Result<String, DeviceError> {
         out.push_str("no output devices found\n");
     }
     Ok(out)
+}
+
+/// Route libasound's and libjack's own diagnostics away from stderr: to the debug log
+/// (`CARILLON_LOG=debug`), where they help, instead of two dozen `ALSA lib …` lines
+/// before carillon's one message on a machine with no sound card, and a few more at
+/// every attempt to reopen a lost JACK server. Call once, at start.
+pub fn quiet_audio_libraries() {
+    // SAFETY: `alsa_error` has the fixed parameters of libasound's error handler and
+    // ignores the variadic ones, which the C calling conventions of the platforms
+    // carillon runs on (x86-64 System V, AArch64) allow. libasound is linked by cpal.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        snd_lib_error_set_handler(Some(alsa_error));
+    }
+    // libjack is loaded at run time; where it is not installed there is nothing to quiet.
+    if jack::jack_sys::library().is_ok() {
+        jack::set_logger(jack::LoggerType::Custom {
+            info: jack_message,
+            error: jack_message,
+        });
+    }
+}
+
+#[cfg(target_os = "linux")]
+type AlsaErrorHandler = unsafe extern "C" fn(
+    file: *const std::ffi::c_char,
+    line: std::ffi::c_int,
+    function: *const std::ffi::c_char,
+    err: std::ffi::c_int,
+    fmt: *const std::ffi::c_char,
+);
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn snd_lib_error_set_handler(handler: Option<AlsaErrorHandler>) -> std::ffi::c_int;
+}
+
+/// A C string for the log, or "?" for a null pointer.
+///
+/// # Safety
+/// `s` is null or points to a NUL-terminated string.
+unsafe fn c_text(s: *const std::ffi::c_char) -> std::borrow::Cow<'static, str> {
+    if s.is_null() {
+        "?".into()
+    } else {
+        // SAFETY: non-null, and NUL-terminated by the caller's contract.
+        unsafe { std::ffi::CStr::from_ptr(s) }
+            .to_string_lossy()
+            .into_owned()
+            .into()
+    }
+}
+
+/// libasound's message, less its printf arguments (a stable Rust function cannot read
+/// C varargs): where it came from and the error number say enough to search for.
+#[cfg(target_os = "linux")]
+unsafe extern "C" fn alsa_error(
+    file: *const std::ffi::c_char,
+    line: std::ffi::c_int,
+    function: *const std::ffi::c_char,
+    err: std::ffi::c_int,
+    fmt: *const std::ffi::c_char,
+) {
+    // Nothing at all unless asked for: this may run on the audio thread.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    // SAFETY: libasound passes NUL-terminated strings or null.
+    let (file, function, fmt) = unsafe { (c_text(file), c_text(function), c_text(fmt)) };
+    let reason = if err == 0 {
+        String::new()
+    } else {
+        format!(": {}", std::io::Error::from_raw_os_error(err.abs()))
+    };
+    tracing::debug!("libasound: {function} ({file}:{line}): {fmt:?}{reason}");
+}
+
+unsafe extern "C" fn jack_message(message: *const std::ffi::c_char) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    // SAFETY: libjack passes a NUL-terminated string.
+    let message = unsafe { c_text(message) };
+    tracing::debug!("libjack: {message}");
 }
