@@ -247,7 +247,8 @@ impl DeviceOutput {
             } else {
                 request.buffer_frames.to_string()
             },
-            reason,
+            // cpal's reasons end with a full stop of their own.
+            reason: reason.trim_end_matches('.').to_owned(),
             available: available(&host),
         };
         // A server that runs the whole graph at one buffer size (JACK) offers only that.

@@ -2,7 +2,6 @@
 //! clock that pulls one period of audio from its clients every
 //! `period_frames / 48000` seconds, as a sound card would.
 
-use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,24 +39,8 @@ impl JackServer {
         require_tool("jack_wait", "jackd2");
         let name = unique_name("carillon");
         let dir = TempDir::new("jackd");
-        let log_path = dir.path().join("jackd.log");
-        let log = File::create(&log_path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
-        let log_err = log.try_clone().unwrap_or_else(|e| {
-            panic!("cannot duplicate the handle of {}: {e}", log_path.display())
-        });
         let started = Instant::now();
-        let child = Command::new("jackd")
-            .args(["-n", &name, "--no-realtime", "-d", "dummy"])
-            .args(["-r", &SAMPLE_RATE.to_string()])
-            .args(["-p", &period_frames.to_string()])
-            .env("JACK_DEFAULT_SERVER", &name)
-            .env("JACK_NO_START_SERVER", "1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start jackd: {e}"));
+        let child = spawn_jackd(&name, period_frames, &dir);
         let mut server = JackServer {
             name,
             period_frames,
@@ -68,6 +51,27 @@ impl JackServer {
         server.wait_until_ready();
         server.startup_time = started.elapsed();
         server
+    }
+
+    /// Stops the server (SIGTERM, as an administrator would), as a sound card is
+    /// unplugged; its clients lose their device. Returns once it has exited.
+    pub fn stop(&mut self) {
+        self.terminate();
+        assert!(
+            !self.is_running(),
+            "jackd {} did not stop; its log:\n{}",
+            self.name,
+            self.log()
+        );
+    }
+
+    /// Starts the server again under the same name, as a sound card plugged back in,
+    /// and returns once it accepts clients: the instant the device is back.
+    pub fn restart(&mut self) -> Instant {
+        assert!(!self.is_running(), "restart a stopped server only");
+        self.child = spawn_jackd(&self.name, self.period_frames, &self.dir);
+        self.wait_until_ready();
+        Instant::now()
     }
 
     /// Polls `jack_wait -c` every 20 ms.
@@ -184,8 +188,39 @@ impl JackServer {
     }
 }
 
+/// Starts `jackd` with the dummy driver under `name`, its output appended to the log
+/// in `dir`.
+fn spawn_jackd(name: &str, period_frames: u32, dir: &TempDir) -> Child {
+    let log_path = dir.path().join("jackd.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", log_path.display()));
+    let log_err = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot duplicate the handle of {}: {e}", log_path.display()));
+    Command::new("jackd")
+        .args(["-n", name, "--no-realtime", "-d", "dummy"])
+        .args(["-r", &SAMPLE_RATE.to_string()])
+        .args(["-p", &period_frames.to_string()])
+        .env("JACK_DEFAULT_SERVER", name)
+        .env("JACK_NO_START_SERVER", "1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start jackd: {e}"))
+}
+
 impl Drop for JackServer {
     fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl JackServer {
+    fn terminate(&mut self) {
         if !self.is_running() {
             return;
         }
