@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use crate::rng::Rng;
 
+/// No retry comes sooner than this, whatever the configuration says: a zero delay
+/// would spin on a server that refuses at once.
+pub const FLOOR: Duration = Duration::from_millis(50);
+
 pub struct Backoff {
     initial: Duration,
     max: Duration,
@@ -14,9 +18,10 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(initial: Duration, max: Duration, seed: u64) -> Self {
+        let initial = initial.max(FLOOR);
         Self {
             initial,
-            max,
+            max: max.max(initial),
             next: initial,
             rng: Rng::new(seed),
         }
@@ -27,7 +32,7 @@ impl Backoff {
     pub fn delay(&mut self) -> Duration {
         let step = self.next;
         self.next = (self.next * 2).min(self.max);
-        step.mul_f64(1.0 - 0.5 * self.rng.next_f64())
+        step.mul_f64(1.0 - 0.5 * self.rng.next_f64()).max(FLOOR)
     }
 
     /// After a healthy connection: start again from the first step.
@@ -54,5 +59,13 @@ mod tests {
         }
         b.reset();
         assert!(b.delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn never_retries_sooner_than_the_floor() {
+        let mut b = Backoff::new(Duration::ZERO, Duration::ZERO, 3);
+        for _ in 0..20 {
+            assert!(b.delay() >= FLOOR);
+        }
     }
 }
