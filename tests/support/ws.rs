@@ -36,6 +36,16 @@ pub enum Step {
     Close,
     /// Drop the TCP connection at once, without a close frame.
     Drop,
+    /// Text frames at `rate` per second for `seconds`, cycling through `frames`, on
+    /// an absolute schedule (a slow write does not lower the average rate).
+    Flood {
+        frames: Arc<Vec<String>>,
+        rate: f64,
+        seconds: f64,
+    },
+    /// These bytes written as they are on the socket (say, half a frame), then
+    /// silence until the client leaves.
+    Stall(Vec<u8>),
 }
 
 impl Step {
@@ -263,6 +273,21 @@ async fn play(ws: &mut WebSocketStream<TcpStream>, script: &[Step], shared: &Sha
                 return Ended::ServerClosed;
             }
             Step::Drop => return Ended::ServerDropped,
+            Step::Flood {
+                frames,
+                rate,
+                seconds,
+            } => match flood(ws, frames, *rate, *seconds, shared).await {
+                Ended::SleepDone => continue,
+                other => return other,
+            },
+            Step::Stall(bytes) => {
+                use tokio::io::AsyncWriteExt;
+                if let Err(e) = ws.get_mut().write_all(bytes).await {
+                    return Ended::Error(format!("writing raw bytes: {e}"));
+                }
+                return idle(ws, None).await;
+            }
         };
         if let Err(e) = ws.send(message).await {
             return Ended::Error(format!("sending {}: {e}", describe(step)));
@@ -270,6 +295,38 @@ async fn play(ws: &mut WebSocketStream<TcpStream>, script: &[Step], shared: &Sha
         shared.frames_sent.fetch_add(1, Ordering::SeqCst);
     }
     Ended::ScriptDone
+}
+
+/// Sends `frames` round and round at `rate` per second for `seconds`: every 5 ms,
+/// every frame now due, flushed together.
+async fn flood(
+    ws: &mut WebSocketStream<TcpStream>,
+    frames: &[String],
+    rate: f64,
+    seconds: f64,
+    shared: &Shared,
+) -> Ended {
+    let start = tokio::time::Instant::now();
+    let total = (rate * seconds) as usize;
+    let mut sent = 0usize;
+    let mut counted = 0usize;
+    while sent < total {
+        let due = ((start.elapsed().as_secs_f64() * rate) as usize).min(total);
+        while sent < due {
+            let text = &frames[sent % frames.len()];
+            if let Err(e) = ws.feed(Message::text(text.as_str())).await {
+                return Ended::Error(format!("flooding: {e}"));
+            }
+            sent += 1;
+        }
+        if let Err(e) = ws.flush().await {
+            return Ended::Error(format!("flooding: {e}"));
+        }
+        shared.frames_sent.fetch_add(sent - counted, Ordering::SeqCst);
+        counted = sent;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ended::SleepDone
 }
 
 /// Reads (and discards) what the client sends, which also answers its pings

@@ -1,0 +1,37 @@
+//! What the kernel says about a running process: its CPU time and its memory.
+
+use std::time::Duration;
+
+/// User plus system CPU time the process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    // Fields after the command name (which may hold spaces), in parentheses: utime
+    // and stime are fields 14 and 15 of the whole line, the 12th and 13th after it.
+    let (_, rest) = stat
+        .rsplit_once(") ")
+        .unwrap_or_else(|| panic!("{path} has no command name: {stat}"));
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> u64 {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: field {} is not a count: {stat}", i + 3))
+    };
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmHWM`, `RssAnon`, …), in bytes.
+pub fn status_bytes(pid: u32, key: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let status =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or_else(|| panic!("{path} has no {key} line:\n{status}"))
+}
