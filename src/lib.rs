@@ -14,6 +14,7 @@ pub mod event;
 pub mod ingest;
 pub mod instrument;
 pub mod output;
+pub mod pitch;
 pub mod rng;
 pub mod score;
 pub mod stats;
