@@ -488,6 +488,11 @@ pub const SAMPLE_RATE: Limits = Limits::whole(8000.0, 192_000.0);
 /// Device buffer sizes (frames) besides 0, the device's default.
 pub const BUFFER_FRAMES: Limits = Limits::whole(16.0, 8192.0);
 
+/// Refusals of `problems` found in `text` (named `path`), each at its value there.
+pub(crate) fn refuse_in(problems: Vec<Problem>, text: &str, path: &Path) -> Option<ConfigError> {
+    refuse(problems, &[&Spans::new(text, path)])
+}
+
 /// Turn a toml error into one that names the file, line and column.
 pub(crate) fn located(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
     let (line, column) = match e.span() {
