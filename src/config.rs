@@ -18,7 +18,9 @@ use thiserror::Error;
 use check::{line_column, number, refuse};
 pub use check::{Limits, Problem, Spans};
 
-use crate::pitch::parse_note;
+use crate::instrument::Instruments;
+use crate::pitch::{midi_to_hz, note_name, parse_note};
+use crate::score::scale::step_semitones;
 
 /// Where the compiled-in defaults are said to come from in refusals.
 pub const DEFAULT_PATH: &str = "config/default.toml";
@@ -488,9 +490,121 @@ pub const SAMPLE_RATE: Limits = Limits::whole(8000.0, 192_000.0);
 /// Device buffer sizes (frames) besides 0, the device's default.
 pub const BUFFER_FRAMES: Limits = Limits::whole(16.0, 8192.0);
 
+/// The lowest note any register may reach (Hz): below it is a flutter, not a pitch.
+pub const LOWEST_NOTE_HZ: f64 = 8.0;
+
 /// Refusals of `problems` found in `text` (named `path`), each at its value there.
 pub(crate) fn refuse_in(problems: Vec<Problem>, text: &str, path: &Path) -> Option<ConfigError> {
     refuse(problems, &[&Spans::new(text, path)])
+}
+
+/// Refuse a configuration whose registers reach notes their instruments cannot play at
+/// `sample_rate`: too high for the model (see [`crate::instrument::Recipe::highest_playable_hz`];
+/// a plucked string panics in fundsp past it) or below [`LOWEST_NOTE_HZ`]. Call it once
+/// the sample rate is known (the config's, or `--sample-rate`), before playing. Also
+/// refuses a register naming no instrument. Every problem is reported, each pointing at
+/// the register's `base` (or `instrument`) in the user's file.
+pub fn check_playable(
+    config: &Config,
+    instruments: &Instruments,
+    sample_rate: u32,
+) -> Result<(), ConfigError> {
+    match config.refuse(playable_problems(config, instruments, sample_rate)) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u32) -> Vec<Problem> {
+    let s = &config.score;
+    let mut out = Vec::new();
+    if s.scale.is_empty() {
+        // Refused when read; there is no note to check.
+        return out;
+    }
+    let edit_steps: Vec<i32> = (s.min_step..=s.max_step).collect();
+    let registers = [
+        (
+            "addition",
+            &s.addition.instrument,
+            &s.addition.base,
+            &edit_steps,
+            "score.max_step",
+        ),
+        (
+            "removal",
+            &s.removal.instrument,
+            &s.removal.base,
+            &edit_steps,
+            "score.max_step",
+        ),
+        (
+            "new_member",
+            &s.new_member.instrument,
+            &s.new_member.base,
+            &s.new_member.steps,
+            "score.new_member.steps",
+        ),
+    ];
+    for (register, instrument, base, steps, steps_key) in registers {
+        let Some(recipe) = instruments.recipe(instrument) else {
+            out.push(Problem::new(
+                &format!("score.{register}.instrument"),
+                format!("{instrument:?}"),
+                format!(
+                    "names no instrument; known: {}",
+                    instruments.names().join(", ")
+                ),
+            ));
+            continue;
+        };
+        let (Some(base_midi), Some(low), Some(high)) = (
+            parse_note(base),
+            steps.iter().map(|&st| step_semitones(&s.scale, st)).min(),
+            steps.iter().map(|&st| step_semitones(&s.scale, st)).max(),
+        ) else {
+            continue;
+        };
+        let key = format!("score.{register}.base");
+        let (high, low) = (base_midi + high, base_midi + low);
+        // As the score computes it: in f32.
+        let hz = |midi: i32| midi_to_hz(midi as f64) as f32 as f64;
+        let limit = recipe.highest_playable_hz(sample_rate as f64);
+        if hz(high) >= limit {
+            out.push(
+                Problem::new(
+                    &key,
+                    format!("{base:?}"),
+                    format!(
+                        "is too high at {sample_rate} Hz: the {register} register reaches {} ({:.1} Hz), \
+                         but {instrument} plays only notes below {limit:.1} Hz there ({}); \
+                         use a lower base, fewer steps ({steps_key}) or a higher sample rate",
+                        note_name(high),
+                        hz(high),
+                        recipe.limit_reason(),
+                    ),
+                )
+                .also(steps_key)
+                .also(&format!("score.{register}.instrument")),
+            );
+        }
+        if hz(low) < LOWEST_NOTE_HZ {
+            out.push(
+                Problem::new(
+                    &key,
+                    format!("{base:?}"),
+                    format!(
+                        "is too low: the {register} register reaches {} ({:.2} Hz), below \
+                         {LOWEST_NOTE_HZ} Hz; use a higher base or fewer steps down",
+                        note_name(low),
+                        hz(low),
+                    ),
+                )
+                .also("score.min_step"),
+            );
+        }
+    }
+    out
 }
 
 /// Turn a toml error into one that names the file, line and column.
@@ -760,5 +874,77 @@ mod tests {
                 "{key} = {value}: {msg}"
             );
         }
+    }
+
+    fn playable(text: &str, sample_rate: u32) -> Result<(), String> {
+        let config = Config::from_toml(text, Path::new("site.toml")).map_err(|e| e.to_string())?;
+        let instruments = Instruments::built_in().map_err(|e| e.to_string())?;
+        check_playable(&config, &instruments, sample_rate).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_defaults_are_playable_from_44_1_khz() {
+        for sample_rate in [44_100, 48_000, 96_000, 192_000] {
+            assert_eq!(playable("", sample_rate), Ok(()), "at {sample_rate} Hz");
+        }
+    }
+
+    #[test]
+    fn a_pluck_above_its_string_is_refused_naming_everything() {
+        let text = "[score.removal]\nbase = \"C#8\"\n";
+        let msg = playable(text, 48_000).unwrap_err();
+        assert!(
+            msg.starts_with("site.toml:2:8: score.removal.base = \"C#8\" is too high at 48000 Hz"),
+            "{msg}"
+        );
+        // C#8 + 55 semitones (23 steps up the pentatonic scale) = G#12.
+        for part in [
+            "G#12",
+            "clavichord",
+            "21818.2 Hz",
+            "lower base",
+            "score.max_step",
+            "higher sample rate",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_bell_and_the_bow_have_their_own_limits() {
+        // The celesta's top note (C#3 + 55 semitones = G#7, 3322 Hz) has its overtone at
+        // four times that: past Nyquist at 22.05 kHz.
+        let msg = playable("", 22_050).unwrap_err();
+        assert!(msg.starts_with("config/default.toml:"), "{msg}");
+        assert!(
+            msg.contains("celesta") && msg.contains("2756.2 Hz"),
+            "{msg}"
+        );
+        let msg = playable("[score.new_member]\nbase = \"C#9\"\n", 8000).unwrap_err();
+        assert!(
+            msg.contains("violin") && msg.contains("new_member.steps"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_note_below_8_hz_is_refused() {
+        let msg = playable("[score]\nmin_step = -20\n", 48_000).unwrap_err();
+        assert!(msg.contains("too low") && msg.contains("removal"), "{msg}");
+        assert!(
+            msg.starts_with("site.toml:2:12: score.removal.base"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_instrument_is_pointed_at() {
+        let msg = playable("[score.removal]\ninstrument = \"harp\"\n", 48_000).unwrap_err();
+        assert!(
+            msg.starts_with(
+                "site.toml:2:14: score.removal.instrument = \"harp\" names no instrument"
+            ),
+            "{msg}"
+        );
     }
 }

@@ -5,7 +5,10 @@
 //! side (building allocates) and handed to the audio thread ready to run: every buffer a
 //! voice needs is allocated before it leaves here.
 //!
-//! Every value of a recipe is range-checked when it is read.
+//! Every value of a recipe is range-checked when it is read, and each model says how
+//! high a note it can play at a sample rate ([`Recipe::highest_playable_hz`]): above it
+//! a plucked string's delay line would be shorter than a sample (fundsp panics), or a
+//! bell's or a bow's partials would fold back past Nyquist.
 
 use std::path::{Path, PathBuf};
 
@@ -216,6 +219,48 @@ impl Recipe {
         }
         out
     }
+
+    /// The highest note (Hz) this recipe can play at `sample_rate`; a note must be below.
+    pub fn highest_playable_hz(&self, sample_rate: f64) -> f64 {
+        let nyquist = sample_rate / 2.0;
+        if let Some(b) = &self.fm_bell {
+            // The carrier's frequency swings up to f·(1 + ratio·index) at the strike; the
+            // modulator sits at f·ratio and the overtone at f·partial_ratio.
+            let (ratio, index) = (b.mod_ratio as f64, b.mod_index as f64);
+            let widest = (1.0 + ratio * index).max(ratio).max(b.partial_ratio as f64);
+            nyquist / widest
+        } else if let Some(p) = &self.pluck {
+            // fundsp's Pluck makes its delay line floor(sr / f - 1.2) samples long and
+            // indexes it at the first sample: empty (a panic) unless sr / f >= 2.2.
+            let line = sample_rate / 2.2;
+            let thinness = p.thinness as f64;
+            if thinness > 0.0 {
+                line.min(nyquist / thinness)
+            } else {
+                line
+            }
+        } else if let Some(b) = &self.bowed {
+            // The sharper string, at the top of its vibrato: past Nyquist the saw's
+            // phase steps more than half a cycle, and past the sample rate it runs away.
+            let cents = (b.detune_cents + b.vibrato_cents) as f64;
+            nyquist / (cents / 1200.0).exp2()
+        } else {
+            0.0
+        }
+    }
+
+    /// What sets [`Recipe::highest_playable_hz`], for a refusal.
+    pub fn limit_reason(&self) -> &'static str {
+        if self.fm_bell.is_some() {
+            "its carrier, modulator and overtone must stay under half the sample rate"
+        } else if self.pluck.is_some() {
+            "its string's delay line must be at least a sample long, and its thinning \
+             high-pass under half the sample rate"
+        } else {
+            "its detuned strings, at the top of their vibrato, must stay under half the \
+             sample rate"
+        }
+    }
 }
 
 impl Instruments {
@@ -265,6 +310,11 @@ impl Instruments {
             1 => Err(refused.remove(0).into()),
             _ => Err(ConfigError::Many(refused).into()),
         }
+    }
+
+    /// The recipe the score calls `name`.
+    pub fn recipe(&self, name: &str) -> Option<&Recipe> {
+        self.recipes.iter().find(|r| r.name == name)
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -477,6 +527,48 @@ mod tests {
             .replace("thinness = 0.8", "thinness = nan");
         let err = Recipe::parse(&text, Path::new("harp.toml")).unwrap_err();
         assert_eq!(err.each().len(), 2, "{err}");
+    }
+
+    #[test]
+    fn a_pluck_plays_up_to_where_its_delay_line_is_one_sample() {
+        let recipe = Recipe::parse(CLAVICHORD, Path::new("c.toml")).expect("parses");
+        let limit = recipe.highest_playable_hz(48_000.0);
+        assert!((limit - 48_000.0 / 2.2).abs() < 1e-6, "{limit}");
+        // Just under it, fundsp's string has a one-sample line and plays.
+        let instruments = Instruments {
+            recipes: vec![recipe],
+        };
+        let note = |frequency: f32| Note {
+            instrument: crate::score::InstrumentId(0),
+            frequency,
+            midi: 0,
+            velocity: 1.0,
+            pan: 0.0,
+            seed: 1,
+            kind: crate::event::EventKind::Removal,
+        };
+        let mut voice = instruments.build(&note(limit as f32 * 0.999), 48_000.0);
+        let out: Vec<f32> = (0..4800).map(|_| voice.unit.get_mono()).collect();
+        assert!(out.iter().all(|x| x.is_finite()));
+        // Just over it, the line is empty: fundsp panics at the first sample.
+        let mut voice = instruments.build(&note(limit as f32 * 1.001), 48_000.0);
+        let first =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| voice.unit.get_mono()));
+        assert!(
+            first.is_err(),
+            "the limit is not where fundsp's string breaks"
+        );
+    }
+
+    #[test]
+    fn bell_and_bow_limits_keep_every_partial_under_nyquist() {
+        let instruments = Instruments::built_in().expect("built-in");
+        let celesta = instruments.recipe("celesta").expect("celesta");
+        // The overtone, at 4 times the note, is the bell's highest partial.
+        assert!((celesta.highest_playable_hz(48_000.0) - 6000.0).abs() < 1e-6);
+        let violin = instruments.recipe("violin").expect("violin");
+        let sharpest = (16.0f64 / 1200.0).exp2();
+        assert!((violin.highest_playable_hz(48_000.0) * sharpest - 24_000.0).abs() < 1e-6);
     }
 
     #[test]

@@ -44,6 +44,11 @@ impl Limits {
         }
     }
 
+    /// Any finite number above 0.
+    pub const fn positive() -> Limits {
+        Limits::above(0.0, f64::MAX)
+    }
+
     /// A whole number in `min..=max`.
     pub const fn whole(min: f64, max: f64) -> Limits {
         Limits {
@@ -67,6 +72,7 @@ impl Limits {
     pub fn expected(&self) -> String {
         let (min, max) = (number(self.min), number(self.max));
         match (self.integer, self.above_min) {
+            (false, true) if self.max == f64::MAX => format!("a finite number above {min}"),
             (true, _) => format!("a whole number in {min}..={max}"),
             (false, false) => format!("a finite number in {min}..={max}"),
             (false, true) => format!("a finite number above {min} and at most {max}"),
@@ -267,6 +273,9 @@ mod tests {
         assert!(!Limits::above(0.0, 1.0).contains(0.0));
         assert!(Limits::above(0.0, 1.0).contains(1.0));
         assert!(!Limits::whole(16.0, 8192.0).contains(15.0));
+        assert!(Limits::positive().contains(1e300));
+        assert!(!Limits::positive().contains(0.0));
+        assert_eq!(Limits::positive().expected(), "a finite number above 0");
     }
 
     #[test]
