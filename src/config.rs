@@ -2,13 +2,28 @@
 //!
 //! The defaults live in `config/default.toml`, compiled into the binary. A user file is
 //! read over them, so it only names what it changes; an unknown key or a wrong type is
-//! reported with the file, line and column, and what was expected.
+//! reported with the file, line and column, and what was expected. So is a value out of
+//! its range: every number is checked when it is read (NaN and the infinities, which
+//! TOML allows, are refused everywhere), since a service left alone for months must not
+//! be silenced or crashed by one value in its file.
+
+mod check;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use check::{line_column, number, refuse};
+pub use check::{Limits, Problem, Spans};
+
+use crate::instrument::Instruments;
+use crate::pitch::{midi_to_hz, note_name, parse_note};
+use crate::score::scale::step_semitones;
+
+/// Where the compiled-in defaults are said to come from in refusals.
+pub const DEFAULT_PATH: &str = "config/default.toml";
 
 /// The text of `config/default.toml`, as compiled in.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -29,6 +44,24 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Value { path: PathBuf, message: String },
+    /// Several refusals, one a line.
+    #[error("{}", lines(.0))]
+    Many(Vec<ConfigError>),
+}
+
+fn lines(errors: &[ConfigError]) -> String {
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    all.join("\n")
+}
+
+impl ConfigError {
+    /// Each refusal on its own.
+    pub fn each(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(all) => all.iter().flat_map(ConfigError::each).collect(),
+            one => vec![one],
+        }
+    }
 }
 
 /// The whole configuration. `Default` here is all zeros and empty lists, used only to
@@ -40,6 +73,16 @@ pub struct Config {
     pub score: ScoreConfig,
     pub engine: EngineConfig,
     pub output: OutputConfig,
+    /// The user's file this was read from, to point at its values in later refusals
+    /// (a note the instrument cannot play at the device's rate); `None` for the defaults.
+    #[serde(skip)]
+    origin: Option<Arc<Origin>>,
+}
+
+#[derive(Debug)]
+struct Origin {
+    path: PathBuf,
+    text: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -50,6 +93,10 @@ pub struct SourceConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub healthy_after_s: u64,
+    /// Longest wait for a connection to open (s).
+    pub connect_timeout_s: u64,
+    /// A connected feed silent this long is presumed dead and reconnected (s).
+    pub silence_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -92,6 +139,9 @@ pub struct NewMemberRegister {
 pub struct ThrottleConfig {
     pub max_notes: usize,
     pub window_ms: u64,
+    /// At most this many new-member swells start in any `swells_window_ms` window.
+    pub swells_max: usize,
+    pub swells_window_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -134,6 +184,10 @@ pub struct LimiterConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OutputConfig {
     pub host: String,
+    /// Output device name; empty for the host's default.
+    pub device: String,
+    /// A device missing at start is waited for rather than an exit.
+    pub wait_for_device: bool,
     pub realtime_priority: i32,
     pub sample_rate: u32,
     pub buffer_frames: u32,
@@ -145,7 +199,7 @@ impl Config {
         static DEFAULTS: OnceLock<Config> = OnceLock::new();
         DEFAULTS
             .get_or_init(|| {
-                match Config::from_toml(DEFAULT_TOML, Path::new("config/default.toml")) {
+                match Config::from_toml(DEFAULT_TOML, Path::new(DEFAULT_PATH)) {
                     Ok(config) => config,
                     // Compiled in and checked by unit tests: failing here is a build defect.
                     Err(e) => panic!("built-in defaults are invalid: {e}"),
@@ -175,80 +229,388 @@ impl Config {
             toml::from_str(DEFAULT_TOML).map_err(|e| located(DEFAULT_TOML, path, &e))?
         };
         merge(&mut merged, user);
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(merged)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Value {
                     path: path.to_owned(),
                     message: e.message().to_owned(),
                 })?;
-        config.validate(path)?;
-        Ok(config)
+        if !std::ptr::eq(text, DEFAULT_TOML) {
+            config.origin = Some(Arc::new(Origin {
+                path: path.to_owned(),
+                text: text.to_owned(),
+            }));
+        }
+        match config.refuse(config.problems()) {
+            Some(e) => Err(e),
+            None => Ok(config),
+        }
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let fail = |message: String| {
-            Err(ConfigError::Value {
-                path: path.to_owned(),
-                message,
-            })
+    /// Refusals of `problems`, each pointing at its value: in the user's file if it sets
+    /// it, else in the defaults.
+    fn refuse(&self, problems: Vec<Problem>) -> Option<ConfigError> {
+        let defaults = Spans::new(DEFAULT_TOML, Path::new(DEFAULT_PATH));
+        match &self.origin {
+            Some(o) => refuse(problems, &[&Spans::new(&o.text, &o.path), &defaults]),
+            None => refuse(problems, &[&defaults]),
+        }
+    }
+
+    /// Every value out of its range, and every pair out of order.
+    fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut range = |key: &str, value: f64, limits: Limits| {
+            out.extend(Problem::range(key, value, limits));
         };
+        let whole = Limits::whole;
+        let real = Limits::real;
+
+        let src = &self.source;
+        range(
+            "source.max_frame_bytes",
+            src.max_frame_bytes as f64,
+            whole(256.0, MAX_FRAME_BYTES),
+        );
+        // Under 100 ms a dead server is hammered with reconnections.
+        range(
+            "source.backoff_initial_ms",
+            src.backoff_initial_ms as f64,
+            whole(100.0, 60_000.0),
+        );
+        range(
+            "source.backoff_max_ms",
+            src.backoff_max_ms as f64,
+            whole(100.0, 600_000.0),
+        );
+        range(
+            "source.healthy_after_s",
+            src.healthy_after_s as f64,
+            whole(1.0, 86_400.0),
+        );
+        range(
+            "source.connect_timeout_s",
+            src.connect_timeout_s as f64,
+            whole(1.0, 600.0),
+        );
+        range(
+            "source.silence_timeout_s",
+            src.silence_timeout_s as f64,
+            whole(1.0, 86_400.0),
+        );
+
         let s = &self.score;
+        for (i, degree) in s.scale.iter().enumerate() {
+            range(
+                &format!("score.scale[{i}]"),
+                *degree as f64,
+                whole(0.0, 11.0),
+            );
+        }
+        range("score.steps", s.steps as f64, whole(1.0, 128.0));
+        for key in ["fuzz_min", "fuzz_max", "min_step", "max_step"] {
+            let value = match key {
+                "fuzz_min" => s.fuzz_min,
+                "fuzz_max" => s.fuzz_max,
+                "min_step" => s.min_step,
+                _ => s.max_step,
+            };
+            range(&format!("score.{key}"), value as f64, whole(-128.0, 128.0));
+        }
+        range("score.velocity_min", s.velocity_min as f64, real(0.0, 1.0));
+        range("score.velocity_max", s.velocity_max as f64, real(0.0, 1.0));
+        range("score.pan_spread", s.pan_spread as f64, real(0.0, 1.0));
+        for (i, step) in s.new_member.steps.iter().enumerate() {
+            range(
+                &format!("score.new_member.steps[{i}]"),
+                *step as f64,
+                whole(-128.0, 128.0),
+            );
+        }
+        let t = &s.throttle;
+        range(
+            "score.throttle.max_notes",
+            t.max_notes as f64,
+            whole(1.0, 100_000.0),
+        );
+        range(
+            "score.throttle.window_ms",
+            t.window_ms as f64,
+            whole(1.0, 3_600_000.0),
+        );
+        range(
+            "score.throttle.swells_max",
+            t.swells_max as f64,
+            whole(1.0, 100_000.0),
+        );
+        range(
+            "score.throttle.swells_window_ms",
+            t.swells_window_ms as f64,
+            whole(1.0, 3_600_000.0),
+        );
+
+        let e = &self.engine;
+        range("engine.polyphony", e.polyphony as f64, whole(1.0, 4096.0));
+        range("engine.latency_ms", e.latency_ms, real(0.0, 1000.0));
+        range("engine.margin_ms", e.margin_ms, real(0.0, 1000.0));
+        range("engine.volume", e.volume as f64, real(0.0, 1.0));
+        let r = &e.reverb;
+        // The reverb scales its lines by room_size / 18 m, clamped to 0.2..=4.
+        range("engine.reverb.room_size", r.room_size, real(3.6, 72.0));
+        range("engine.reverb.time", r.time, real(0.05, 60.0));
+        range("engine.reverb.damping", r.damping, real(0.0, 1.0));
+        range("engine.reverb.wet", r.wet as f64, real(0.0, 1.0));
+        let l = &e.limiter;
+        range(
+            "engine.limiter.attack_ms",
+            l.attack_ms as f64,
+            real(0.0, 50.0),
+        );
+        range(
+            "engine.limiter.release_ms",
+            l.release_ms as f64,
+            real(1.0, 5000.0),
+        );
+        range(
+            "engine.limiter.ceiling",
+            l.ceiling as f64,
+            Limits::above(0.0, 1.0),
+        );
+
+        let o = &self.output;
+        range(
+            "output.realtime_priority",
+            o.realtime_priority as f64,
+            whole(0.0, 99.0),
+        );
+        range("output.sample_rate", o.sample_rate as f64, SAMPLE_RATE);
+        if o.buffer_frames != 0 {
+            out.extend(
+                Problem::range(
+                    "output.buffer_frames",
+                    o.buffer_frames as f64,
+                    BUFFER_FRAMES,
+                )
+                .map(|p| Problem {
+                    complaint: format!(
+                        "is not allowed: expected 0 (the device's default) or {}",
+                        BUFFER_FRAMES.expected()
+                    ),
+                    ..p
+                }),
+            );
+        }
+
+        if let Err(e) = src.spec.parse::<crate::ingest::SourceSpec>() {
+            out.push(Problem::new(
+                "source.spec",
+                format!("{:?}", src.spec),
+                format!("is not a source: {e}"),
+            ));
+        }
+        if src.backoff_max_ms < src.backoff_initial_ms {
+            out.push(
+                Problem::new(
+                    "source.backoff_max_ms",
+                    src.backoff_max_ms.to_string(),
+                    format!(
+                        "is not allowed: expected at least source.backoff_initial_ms ({})",
+                        src.backoff_initial_ms
+                    ),
+                )
+                .also("source.backoff_initial_ms"),
+            );
+        }
         if s.scale.is_empty() {
-            return fail("score.scale must list at least one degree".into());
-        }
-        if s.steps == 0 {
-            return fail("score.steps must be at least 1".into());
-        }
-        if s.fuzz_min > s.fuzz_max {
-            return fail("score.fuzz_min must not exceed score.fuzz_max".into());
-        }
-        if s.min_step > s.max_step {
-            return fail("score.min_step must not exceed score.max_step".into());
+            out.push(Problem::new(
+                "score.scale",
+                "[]",
+                "is not allowed: expected at least one degree, each in 0..=11",
+            ));
         }
         if s.new_member.steps.is_empty() {
-            return fail("score.new_member.steps must list at least one step".into());
+            out.push(Problem::new(
+                "score.new_member.steps",
+                "[]",
+                "is not allowed: expected at least one step",
+            ));
         }
-        for (key, note) in [
-            ("score.addition.base", &s.addition.base),
-            ("score.removal.base", &s.removal.base),
-            ("score.new_member.base", &s.new_member.base),
+        for (low, high, a, b) in [
+            ("fuzz_min", "fuzz_max", s.fuzz_min, s.fuzz_max),
+            ("min_step", "max_step", s.min_step, s.max_step),
         ] {
-            if crate::score::scale::parse_note(note).is_none() {
-                return fail(format!(
-                    "{key} = {note:?} is not a note: write a letter A-G, an optional # or b, and an octave, e.g. \"C#3\""
+            if a > b {
+                out.push(
+                    Problem::new(
+                        &format!("score.{low}"),
+                        a.to_string(),
+                        format!("is not allowed: expected at most score.{high} ({b})"),
+                    )
+                    .also(&format!("score.{high}")),
+                );
+            }
+        }
+        if s.velocity_min > s.velocity_max {
+            out.push(
+                Problem::new(
+                    "score.velocity_min",
+                    number(s.velocity_min as f64),
+                    format!(
+                        "is not allowed: expected at most score.velocity_max ({})",
+                        number(s.velocity_max as f64)
+                    ),
+                )
+                .also("score.velocity_max"),
+            );
+        }
+        for (register, note) in [
+            ("addition", &s.addition.base),
+            ("removal", &s.removal.base),
+            ("new_member", &s.new_member.base),
+        ] {
+            if parse_note(note).is_none() {
+                out.push(Problem::new(
+                    &format!("score.{register}.base"),
+                    format!("{note:?}"),
+                    "is not a note: write a letter A-G, an optional # or b, and an octave -1..=9, e.g. \"C#3\"",
                 ));
             }
         }
-        if s.throttle.max_notes == 0 {
-            return fail("score.throttle.max_notes must be at least 1".into());
-        }
-        if self.engine.polyphony == 0 {
-            return fail("engine.polyphony must be at least 1".into());
-        }
-        if !(0.0..=1.0).contains(&self.engine.volume) {
-            return fail("engine.volume must be between 0 and 1".into());
-        }
-        let l = &self.engine.limiter;
-        if !(l.ceiling > 0.0 && l.ceiling <= 1.0) {
-            return fail("engine.limiter.ceiling must be in (0, 1]".into());
-        }
-        if !(8000..=192_000).contains(&self.output.sample_rate) {
-            return fail("output.sample_rate must be between 8000 and 192000 Hz".into());
-        }
-        Ok(())
+        out
     }
+}
+
+/// Largest websocket frame a source may accept (bytes): 64 MiB.
+const MAX_FRAME_BYTES: f64 = 64.0 * 1024.0 * 1024.0;
+
+/// Sample rates carillon renders at (Hz), from the config or `--sample-rate`.
+pub const SAMPLE_RATE: Limits = Limits::whole(8000.0, 192_000.0);
+
+/// Device buffer sizes (frames) besides 0, the device's default.
+pub const BUFFER_FRAMES: Limits = Limits::whole(16.0, 8192.0);
+
+/// The lowest note any register may reach (Hz): below it is a flutter, not a pitch.
+pub const LOWEST_NOTE_HZ: f64 = 8.0;
+
+/// Refusals of `problems` found in `text` (named `path`), each at its value there.
+pub(crate) fn refuse_in(problems: Vec<Problem>, text: &str, path: &Path) -> Option<ConfigError> {
+    refuse(problems, &[&Spans::new(text, path)])
+}
+
+/// Refuse a configuration whose registers reach notes their instruments cannot play at
+/// `sample_rate`: too high for the model (see [`crate::instrument::Recipe::highest_playable_hz`];
+/// a plucked string panics in fundsp past it) or below [`LOWEST_NOTE_HZ`]. Call it once
+/// the sample rate is known (the config's, or `--sample-rate`), before playing. Also
+/// refuses a register naming no instrument. Every problem is reported, each pointing at
+/// the register's `base` (or `instrument`) in the user's file.
+pub fn check_playable(
+    config: &Config,
+    instruments: &Instruments,
+    sample_rate: u32,
+) -> Result<(), ConfigError> {
+    match config.refuse(playable_problems(config, instruments, sample_rate)) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u32) -> Vec<Problem> {
+    let s = &config.score;
+    let mut out = Vec::new();
+    if s.scale.is_empty() {
+        // Refused when read; there is no note to check.
+        return out;
+    }
+    let edit_steps: Vec<i32> = (s.min_step..=s.max_step).collect();
+    let registers = [
+        (
+            "addition",
+            &s.addition.instrument,
+            &s.addition.base,
+            &edit_steps,
+            "score.max_step",
+        ),
+        (
+            "removal",
+            &s.removal.instrument,
+            &s.removal.base,
+            &edit_steps,
+            "score.max_step",
+        ),
+        (
+            "new_member",
+            &s.new_member.instrument,
+            &s.new_member.base,
+            &s.new_member.steps,
+            "score.new_member.steps",
+        ),
+    ];
+    for (register, instrument, base, steps, steps_key) in registers {
+        let Some(recipe) = instruments.recipe(instrument) else {
+            out.push(Problem::new(
+                &format!("score.{register}.instrument"),
+                format!("{instrument:?}"),
+                format!(
+                    "names no instrument; known: {}",
+                    instruments.names().join(", ")
+                ),
+            ));
+            continue;
+        };
+        let (Some(base_midi), Some(low), Some(high)) = (
+            parse_note(base),
+            steps.iter().map(|&st| step_semitones(&s.scale, st)).min(),
+            steps.iter().map(|&st| step_semitones(&s.scale, st)).max(),
+        ) else {
+            continue;
+        };
+        let key = format!("score.{register}.base");
+        let (high, low) = (base_midi + high, base_midi + low);
+        // As the score computes it: in f32.
+        let hz = |midi: i32| midi_to_hz(midi as f64) as f32 as f64;
+        let limit = recipe.highest_playable_hz(sample_rate as f64);
+        if hz(high) >= limit {
+            out.push(
+                Problem::new(
+                    &key,
+                    format!("{base:?}"),
+                    format!(
+                        "is too high at {sample_rate} Hz: the {register} register reaches {} ({:.1} Hz), \
+                         but {instrument} plays only notes below {limit:.1} Hz there ({}); \
+                         use a lower base, fewer steps ({steps_key}) or a higher sample rate",
+                        note_name(high),
+                        hz(high),
+                        recipe.limit_reason(),
+                    ),
+                )
+                .also(steps_key)
+                .also(&format!("score.{register}.instrument")),
+            );
+        }
+        if hz(low) < LOWEST_NOTE_HZ {
+            out.push(
+                Problem::new(
+                    &key,
+                    format!("{base:?}"),
+                    format!(
+                        "is too low: the {register} register reaches {} ({:.2} Hz), below \
+                         {LOWEST_NOTE_HZ} Hz; use a higher base or fewer steps down",
+                        note_name(low),
+                        hz(low),
+                    ),
+                )
+                .also("score.min_step"),
+            );
+        }
+    }
+    out
 }
 
 /// Turn a toml error into one that names the file, line and column.
 pub(crate) fn located(text: &str, path: &Path, e: &toml::de::Error) -> ConfigError {
     let (line, column) = match e.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            (line, column)
-        }
+        Some(span) => line_column(text, span.start),
         None => (1, 1),
     };
     ConfigError::Invalid {
@@ -352,6 +714,236 @@ mod tests {
             .to_string();
         assert!(
             msg.contains("score.addition.base") && msg.contains("C#3"),
+            "{msg}"
+        );
+    }
+
+    fn refusal(text: &str) -> String {
+        Config::from_toml(text, Path::new("site.toml"))
+            .expect_err("the file should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn nan_is_refused_at_its_line_and_column_with_the_range() {
+        let text = "[engine]\nvolume = 0.5\n\n[engine.reverb]\nwet = nan\n";
+        assert_eq!(
+            refusal(text),
+            "site.toml:5:7: engine.reverb.wet = nan is not allowed: expected a finite number in 0..=1"
+        );
+    }
+
+    #[test]
+    fn infinities_are_refused() {
+        for (text, at) in [
+            (
+                "[engine]\nlatency_ms = inf\n",
+                "site.toml:2:14: engine.latency_ms = inf",
+            ),
+            (
+                "[score]\npan_spread = -inf\n",
+                "site.toml:2:14: score.pan_spread = -inf",
+            ),
+            (
+                "[engine.limiter]\nceiling = +inf\n",
+                "site.toml:2:11: engine.limiter.ceiling = +inf",
+            ),
+        ] {
+            let msg = refusal(text);
+            assert!(msg.starts_with(at), "{msg}");
+            assert!(msg.contains("expected a finite number"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_are_refused_with_their_range() {
+        for (text, expected) in [
+            (
+                "[source]\nbackoff_initial_ms = 0\n",
+                "site.toml:2:22: source.backoff_initial_ms = 0 is not allowed: expected a whole number in 100..=60000",
+            ),
+            (
+                "[output]\nsample_rate = 1000\n",
+                "site.toml:2:15: output.sample_rate = 1000 is not allowed: expected a whole number in 8000..=192000",
+            ),
+            (
+                "[output]\nbuffer_frames = 8\n",
+                "site.toml:2:17: output.buffer_frames = 8 is not allowed: expected 0 (the device's default) or a whole number in 16..=8192",
+            ),
+            (
+                "[engine.limiter]\nceiling = 0.0\n",
+                "site.toml:2:11: engine.limiter.ceiling = 0.0 is not allowed: expected a finite number above 0 and at most 1",
+            ),
+            (
+                "[score.throttle]\nswells_max = 0\n",
+                "site.toml:2:14: score.throttle.swells_max = 0 is not allowed: expected a whole number in 1..=100000",
+            ),
+            (
+                "[source]\nsilence_timeout_s = 0\n",
+                "site.toml:2:21: source.silence_timeout_s = 0 is not allowed: expected a whole number in 1..=86400",
+            ),
+        ] {
+            assert_eq!(refusal(text), expected);
+        }
+    }
+
+    #[test]
+    fn a_bad_array_element_is_pointed_at() {
+        let msg = refusal("[score]\nscale = [0, 2, 12]\n");
+        assert_eq!(
+            msg,
+            "site.toml:2:16: score.scale[2] = 12 is not allowed: expected a whole number in 0..=11"
+        );
+        let msg = refusal("[score]\nscale = []\n");
+        assert!(msg.starts_with("site.toml:2:9: score.scale = []"), "{msg}");
+    }
+
+    #[test]
+    fn keys_out_of_order_point_at_the_one_the_user_set() {
+        // The user lowers the cap under the default first delay (500 ms).
+        let msg = refusal("[source]\nbackoff_max_ms = 200\n");
+        assert_eq!(
+            msg,
+            "site.toml:2:18: source.backoff_max_ms = 200 is not allowed: expected at least source.backoff_initial_ms (500)"
+        );
+        // The user raises the floor over the default ceiling (0.9).
+        let msg = refusal("[score]\nvelocity_min = 0.95\n");
+        assert!(
+            msg.starts_with("site.toml:2:16: score.velocity_min = 0.95"),
+            "{msg}"
+        );
+        assert!(msg.contains("score.velocity_max (0.9)"), "{msg}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_one_a_line() {
+        let text = "[engine]\nvolume = 2\npolyphony = 0\n[engine.reverb]\ntime = nan\n";
+        let err = Config::from_toml(text, Path::new("site.toml")).unwrap_err();
+        let lines: Vec<String> = err.each().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        for at in ["site.toml:2:10: ", "site.toml:3:13: ", "site.toml:5:8: "] {
+            assert!(lines.iter().any(|l| l.starts_with(at)), "{at} in {lines:?}");
+        }
+        assert_eq!(err.to_string(), lines.join("\n"));
+    }
+
+    #[test]
+    fn a_value_only_the_defaults_set_is_pointed_at_in_them() {
+        let defaults = Spans::new(DEFAULT_TOML, Path::new(DEFAULT_PATH));
+        let user = Spans::new("[score]\n", Path::new("site.toml"));
+        let problem = Problem::new("engine.reverb.wet", "0.22", "is refused here");
+        let msg = refuse(vec![problem], &[&user, &defaults])
+            .unwrap()
+            .to_string();
+        assert!(msg.starts_with("config/default.toml:"), "{msg}");
+        assert!(
+            msg.contains(": engine.reverb.wet = 0.22 is refused here"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn every_number_in_the_defaults_is_range_checked() {
+        // Each numeric key of default.toml, set to nan (or, for integers, to a value
+        // beyond any range), must be refused by name: none is left unchecked.
+        let mut numeric = Vec::new();
+        let defaults: toml::Value = toml::from_str(DEFAULT_TOML).expect("parses");
+        fn walk(v: &toml::Value, prefix: &str, out: &mut Vec<(String, bool)>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        walk(v, &format!("{prefix}{k}."), out);
+                    }
+                }
+                toml::Value::Float(_) => out.push((prefix.trim_end_matches('.').into(), true)),
+                toml::Value::Integer(_) => out.push((prefix.trim_end_matches('.').into(), false)),
+                _ => {}
+            }
+        }
+        walk(&defaults, "", &mut numeric);
+        assert!(numeric.len() > 30, "{numeric:?}");
+        for (key, float) in numeric {
+            let (table, name) = key.rsplit_once('.').expect("every key is in a table");
+            let value = if float { "nan" } else { "1000000000" };
+            let text = format!("[{table}]\n{name} = {value}\n");
+            let msg = Config::from_toml(&text, Path::new("site.toml"))
+                .map(|_| String::from("accepted"))
+                .unwrap_or_else(|e| e.to_string());
+            assert!(
+                msg.starts_with(&format!("site.toml:2:{}: {key} = {value}", name.len() + 4)),
+                "{key} = {value}: {msg}"
+            );
+        }
+    }
+
+    fn playable(text: &str, sample_rate: u32) -> Result<(), String> {
+        let config = Config::from_toml(text, Path::new("site.toml")).map_err(|e| e.to_string())?;
+        let instruments = Instruments::built_in().map_err(|e| e.to_string())?;
+        check_playable(&config, &instruments, sample_rate).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_defaults_are_playable_from_44_1_khz() {
+        for sample_rate in [44_100, 48_000, 96_000, 192_000] {
+            assert_eq!(playable("", sample_rate), Ok(()), "at {sample_rate} Hz");
+        }
+    }
+
+    #[test]
+    fn a_pluck_above_its_string_is_refused_naming_everything() {
+        let text = "[score.removal]\nbase = \"C#8\"\n";
+        let msg = playable(text, 48_000).unwrap_err();
+        assert!(
+            msg.starts_with("site.toml:2:8: score.removal.base = \"C#8\" is too high at 48000 Hz"),
+            "{msg}"
+        );
+        // C#8 + 55 semitones (23 steps up the pentatonic scale) = G#12.
+        for part in [
+            "G#12",
+            "clavichord",
+            "21818.2 Hz",
+            "lower base",
+            "score.max_step",
+            "higher sample rate",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_bell_and_the_bow_have_their_own_limits() {
+        // The celesta's top note (C#3 + 55 semitones = G#7, 3322 Hz) has its overtone at
+        // four times that: past Nyquist at 22.05 kHz.
+        let msg = playable("", 22_050).unwrap_err();
+        assert!(msg.starts_with("config/default.toml:"), "{msg}");
+        assert!(
+            msg.contains("celesta") && msg.contains("2756.2 Hz"),
+            "{msg}"
+        );
+        let msg = playable("[score.new_member]\nbase = \"C#9\"\n", 8000).unwrap_err();
+        assert!(
+            msg.contains("violin") && msg.contains("new_member.steps"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_note_below_8_hz_is_refused() {
+        let msg = playable("[score]\nmin_step = -20\n", 48_000).unwrap_err();
+        assert!(msg.contains("too low") && msg.contains("removal"), "{msg}");
+        assert!(
+            msg.starts_with("site.toml:2:12: score.removal.base"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_instrument_is_pointed_at() {
+        let msg = playable("[score.removal]\ninstrument = \"harp\"\n", 48_000).unwrap_err();
+        assert!(
+            msg.starts_with(
+                "site.toml:2:14: score.removal.instrument = \"harp\" names no instrument"
+            ),
             "{msg}"
         );
     }

@@ -4,6 +4,11 @@
 //! A recipe names a synthesis model and its parameters. Voices are built on the control
 //! side (building allocates) and handed to the audio thread ready to run: every buffer a
 //! voice needs is allocated before it leaves here.
+//!
+//! Every value of a recipe is range-checked when it is read, and each model says how
+//! high a note it can play at a sample rate ([`Recipe::highest_playable_hz`]): above it
+//! a plucked string's delay line would be shorter than a sample (fundsp panics), or a
+//! bell's or a bow's partials would fold back past Nyquist.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +16,7 @@ use fundsp::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::config::{located, ConfigError};
+use crate::config::{located, ConfigError, Limits, Problem};
 use crate::score::Note;
 use crate::strings::BowedStrings;
 
@@ -38,8 +43,6 @@ const T60_LN: f32 = 6.907_755;
 pub enum InstrumentError {
     #[error(transparent)]
     Recipe(#[from] ConfigError),
-    #[error("{path}: a recipe needs exactly one model table: [fm_bell], [pluck] or [bowed]")]
-    NoModel { path: PathBuf },
     #[error("cannot read instrument folder {path}: {source}")]
     Folder {
         path: PathBuf,
@@ -119,8 +122,16 @@ pub struct Instruments {
     recipes: Vec<Recipe>,
 }
 
+/// The gain of a recipe, from silent to four times a full-scale note.
+const GAIN: Limits = Limits::real(0.0, 4.0);
+
+/// How far a filter's cut-off may go toward Nyquist: past it, tan(π·fc/sr), which sets
+/// the filter's coefficients, turns negative.
+const CUTOFF_OF_NYQUIST: f32 = 0.9;
+
 impl Recipe {
-    pub fn parse(text: &str, path: &Path) -> Result<Recipe, InstrumentError> {
+    /// Read a recipe (named `path` in refusals), refusing every value out of range.
+    pub fn parse(text: &str, path: &Path) -> Result<Recipe, ConfigError> {
         let recipe: Recipe = toml::from_str(text).map_err(|e| located(text, path, &e))?;
         let models = [
             recipe.fm_bell.is_some(),
@@ -128,11 +139,127 @@ impl Recipe {
             recipe.bowed.is_some(),
         ];
         if models.iter().filter(|&&m| m).count() != 1 {
-            return Err(InstrumentError::NoModel {
+            return Err(ConfigError::Value {
                 path: path.to_owned(),
+                message: "a recipe needs exactly one model table: [fm_bell], [pluck] or [bowed]"
+                    .into(),
             });
         }
-        Ok(recipe)
+        match crate::config::refuse_in(recipe.problems(), text, path) {
+            Some(e) => Err(e),
+            None => Ok(recipe),
+        }
+    }
+
+    fn problems(&self) -> Vec<Problem> {
+        let mut fields: Vec<(&str, f32, Limits)> = vec![("gain", self.gain, GAIN)];
+        let (real, above) = (Limits::real, Limits::above);
+        if let Some(b) = &self.fm_bell {
+            fields.extend([
+                ("fm_bell.attack_ms", b.attack_ms, above(0.0, 1000.0)),
+                ("fm_bell.decay_s", b.decay_s, above(0.0, 60.0)),
+                ("fm_bell.reference_hz", b.reference_hz, real(20.0, 20_000.0)),
+                (
+                    "fm_bell.decay_pitch_exponent",
+                    b.decay_pitch_exponent,
+                    real(-4.0, 4.0),
+                ),
+                ("fm_bell.mod_ratio", b.mod_ratio, real(0.0, 32.0)),
+                ("fm_bell.mod_index", b.mod_index, real(0.0, 32.0)),
+                ("fm_bell.mod_decay_s", b.mod_decay_s, above(0.0, 60.0)),
+                ("fm_bell.partial_ratio", b.partial_ratio, above(0.0, 32.0)),
+                ("fm_bell.partial_level", b.partial_level, real(0.0, 4.0)),
+                (
+                    "fm_bell.partial_decay_s",
+                    b.partial_decay_s,
+                    above(0.0, 60.0),
+                ),
+                (
+                    "fm_bell.max_duration_s",
+                    b.max_duration_s,
+                    above(0.0, 120.0),
+                ),
+            ]);
+        }
+        if let Some(p) = &self.pluck {
+            fields.extend([
+                // Above 1 the string's loop gain grows without bound.
+                ("pluck.gain_per_second", p.gain_per_second, above(0.0, 1.0)),
+                ("pluck.damping", p.damping, real(0.0, 1.0)),
+                ("pluck.duration_s", p.duration_s, above(0.0, 120.0)),
+                ("pluck.release_ms", p.release_ms, real(1.0, 10_000.0)),
+                ("pluck.thinness", p.thinness, real(0.0, 8.0)),
+                ("pluck.tone_hz", p.tone_hz, real(20.0, 20_000.0)),
+            ]);
+        }
+        if let Some(b) = &self.bowed {
+            fields.extend([
+                ("bowed.attack_s", b.attack_s, above(0.0, 60.0)),
+                ("bowed.hold_s", b.hold_s, real(0.0, 120.0)),
+                ("bowed.release_s", b.release_s, above(0.0, 60.0)),
+                ("bowed.vibrato_hz", b.vibrato_hz, real(0.0, 20.0)),
+                ("bowed.vibrato_cents", b.vibrato_cents, real(0.0, 100.0)),
+                ("bowed.vibrato_delay_s", b.vibrato_delay_s, real(0.0, 60.0)),
+                ("bowed.detune_cents", b.detune_cents, real(0.0, 100.0)),
+                ("bowed.brightness_hz", b.brightness_hz, real(20.0, 20_000.0)),
+                // A resonance (Q) of 0 divides by zero in the filter.
+                ("bowed.resonance", b.resonance, real(0.1, 10.0)),
+            ]);
+        }
+        let mut out: Vec<Problem> = fields
+            .into_iter()
+            .filter_map(|(key, value, limits)| Problem::range(key, value as f64, limits))
+            .collect();
+        if self.name.trim().is_empty() {
+            out.push(Problem::new(
+                "name",
+                format!("{:?}", self.name),
+                "is not allowed: expected a name for the score to call this instrument by",
+            ));
+        }
+        out
+    }
+
+    /// The highest note (Hz) this recipe can play at `sample_rate`; a note must be below.
+    pub fn highest_playable_hz(&self, sample_rate: f64) -> f64 {
+        let nyquist = sample_rate / 2.0;
+        if let Some(b) = &self.fm_bell {
+            // The carrier's frequency swings up to f·(1 + ratio·index) at the strike; the
+            // modulator sits at f·ratio and the overtone at f·partial_ratio.
+            let (ratio, index) = (b.mod_ratio as f64, b.mod_index as f64);
+            let widest = (1.0 + ratio * index).max(ratio).max(b.partial_ratio as f64);
+            nyquist / widest
+        } else if let Some(p) = &self.pluck {
+            // fundsp's Pluck makes its delay line floor(sr / f - 1.2) samples long and
+            // indexes it at the first sample: empty (a panic) unless sr / f >= 2.2.
+            let line = sample_rate / 2.2;
+            let thinness = p.thinness as f64;
+            if thinness > 0.0 {
+                line.min(nyquist / thinness)
+            } else {
+                line
+            }
+        } else if let Some(b) = &self.bowed {
+            // The sharper string, at the top of its vibrato: past Nyquist the saw's
+            // phase steps more than half a cycle, and past the sample rate it runs away.
+            let cents = (b.detune_cents + b.vibrato_cents) as f64;
+            nyquist / (cents / 1200.0).exp2()
+        } else {
+            0.0
+        }
+    }
+
+    /// What sets [`Recipe::highest_playable_hz`], for a refusal.
+    pub fn limit_reason(&self) -> &'static str {
+        if self.fm_bell.is_some() {
+            "its carrier, modulator and overtone must stay under half the sample rate"
+        } else if self.pluck.is_some() {
+            "its string's delay line must be at least a sample long, and its thinning \
+             high-pass under half the sample rate"
+        } else {
+            "its detuned strings, at the top of their vibrato, must stay under half the \
+             sample rate"
+        }
     }
 }
 
@@ -146,7 +273,8 @@ impl Instruments {
         Ok(Instruments { recipes })
     }
 
-    /// Every `*.toml` recipe in a folder, in file-name order.
+    /// Every `*.toml` recipe in a folder, in file-name order; refused with every problem
+    /// of every recipe, not only the first.
     pub fn load_dir(dir: &Path) -> Result<Instruments, InstrumentError> {
         let folder_err = |source| InstrumentError::Folder {
             path: dir.to_owned(),
@@ -164,16 +292,29 @@ impl Instruments {
             });
         }
         let mut recipes = Vec::with_capacity(paths.len());
+        let mut refused = Vec::new();
         for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| {
-                InstrumentError::Recipe(ConfigError::Read {
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|source| ConfigError::Read {
                     path: path.clone(),
                     source,
                 })
-            })?;
-            recipes.push(Recipe::parse(&text, &path)?);
+                .and_then(|text| Recipe::parse(&text, &path));
+            match parsed {
+                Ok(recipe) => recipes.push(recipe),
+                Err(e) => refused.push(e),
+            }
         }
-        Ok(Instruments { recipes })
+        match refused.len() {
+            0 => Ok(Instruments { recipes }),
+            1 => Err(refused.remove(0).into()),
+            _ => Err(ConfigError::Many(refused).into()),
+        }
+    }
+
+    /// The recipe the score calls `name`.
+    pub fn recipe(&self, name: &str) -> Option<&Recipe> {
+        self.recipes.iter().find(|r| r.name == name)
     }
 
     pub fn names(&self) -> Vec<String> {
@@ -184,12 +325,13 @@ impl Instruments {
     pub fn build(&self, note: &Note, sample_rate: f64) -> Voice {
         let recipe = &self.recipes[note.instrument.0 as usize % self.recipes.len()];
         let f = note.frequency;
+        let top = CUTOFF_OF_NYQUIST * sample_rate as f32 / 2.0;
         let (unit, seconds): (Box<dyn AudioUnit>, f32) = if let Some(b) = &recipe.fm_bell {
             fm_bell(b, f)
         } else if let Some(p) = &recipe.pluck {
-            pluck_string(p, f)
+            pluck_string(p, f, top)
         } else if let Some(b) = &recipe.bowed {
-            bowed_string(b, f)
+            bowed_string(b, f, top)
         } else {
             // Recipe::parse guarantees a model; silence is the harmless answer anyway.
             (Box::new(zero()), 0.0)
@@ -235,7 +377,10 @@ fn fm_bell(b: &FmBell, f: f32) -> (Box<dyn AudioUnit>, f32) {
     (Box::new(carrier * amp + partial), seconds)
 }
 
-fn pluck_string(p: &Pluck, f: f32) -> (Box<dyn AudioUnit>, f32) {
+/// `top`: the highest cut-off a filter may have at the voice's sample rate. A recipe's
+/// cut-offs are in Hz, whatever the rate: at 8 kHz the clavichord's 4.5 kHz tone would
+/// be past Nyquist, where a low-pass has nothing left to cut anyway.
+fn pluck_string(p: &Pluck, f: f32, top: f32) -> (Box<dyn AudioUnit>, f32) {
     let (hold, release) = (p.duration_s, p.release_ms / 1000.0);
     let damper = lfo(move |t: f32| {
         if t <= hold {
@@ -245,11 +390,12 @@ fn pluck_string(p: &Pluck, f: f32) -> (Box<dyn AudioUnit>, f32) {
         }
     });
     let string = zero() >> pluck(f, p.gain_per_second, p.damping);
-    let unit = (string >> highpass_hz(f * p.thinness, 0.7) >> lowpass_hz(p.tone_hz, 0.5)) * damper;
+    let thin = highpass_hz((f * p.thinness).min(top), 0.7);
+    let unit = (string >> thin >> lowpass_hz(p.tone_hz.min(top), 0.5)) * damper;
     (Box::new(unit), hold + release)
 }
 
-fn bowed_string(b: &Bowed, f: f32) -> (Box<dyn AudioUnit>, f32) {
+fn bowed_string(b: &Bowed, f: f32, top: f32) -> (Box<dyn AudioUnit>, f32) {
     let (attack, hold, release) = (b.attack_s, b.hold_s, b.release_s);
     let swell = lfo(move |t: f32| {
         if t < attack {
@@ -268,7 +414,7 @@ fn bowed_string(b: &Bowed, f: f32) -> (Box<dyn AudioUnit>, f32) {
         b.vibrato_cents,
         b.vibrato_delay_s,
     ));
-    let unit = (strings >> lowpass_hz(b.brightness_hz, b.resonance)) * swell;
+    let unit = (strings >> lowpass_hz(b.brightness_hz.min(top), b.resonance)) * swell;
     (Box::new(unit), attack + hold + release)
 }
 
@@ -297,5 +443,153 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("[fm_bell]"), "{err}");
+    }
+
+    const CLAVICHORD: &str = "name = \"clavichord\"\ngain = 0.30\n\n[pluck]\ngain_per_second = 0.12\ndamping = 0.45\nduration_s = 1.5\nrelease_ms = 90.0\nthinness = 0.8\ntone_hz = 4500.0\n";
+
+    fn refusal(text: &str) -> String {
+        Recipe::parse(text, Path::new("harp.toml"))
+            .expect_err("the recipe should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn a_zero_time_constant_is_refused_at_its_line() {
+        let (_, celesta) = BUILT_IN[0];
+        let text = celesta.replace("mod_decay_s = 0.07", "mod_decay_s = 0");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("mod_decay_s"))
+            .expect("the key")
+            + 1;
+        assert_eq!(
+            refusal(&text),
+            format!("harp.toml:{line}:15: fm_bell.mod_decay_s = 0 is not allowed: expected a finite number above 0 and at most 60")
+        );
+    }
+
+    #[test]
+    fn nan_inf_and_out_of_range_recipe_values_are_refused() {
+        for (from, to, expected) in [
+            (
+                "gain = 0.30",
+                "gain = nan",
+                "harp.toml:2:8: gain = nan is not allowed: expected a finite number in 0..=4",
+            ),
+            (
+                "damping = 0.45",
+                "damping = inf",
+                "harp.toml:6:11: pluck.damping = inf is not allowed",
+            ),
+            (
+                "gain_per_second = 0.12",
+                "gain_per_second = 1.5",
+                "harp.toml:5:19: pluck.gain_per_second = 1.5 is not allowed",
+            ),
+            (
+                "tone_hz = 4500.0",
+                "tone_hz = -inf",
+                "harp.toml:10:11: pluck.tone_hz = -inf is not allowed",
+            ),
+        ] {
+            let msg = refusal(&CLAVICHORD.replace(from, to));
+            assert!(msg.starts_with(expected), "{msg}");
+        }
+    }
+
+    #[test]
+    fn every_field_of_every_model_is_range_checked() {
+        for (path, text) in BUILT_IN {
+            let fields: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains(" = ") && !l.starts_with('#') && !l.starts_with("name"))
+                .collect();
+            for line in fields {
+                let key = line.split(" = ").next().expect("a key");
+                let msg = Recipe::parse(
+                    &text.replace(line, &format!("{key} = nan")),
+                    Path::new(path),
+                )
+                .map(|_| String::from("accepted"))
+                .unwrap_or_else(|e| e.to_string());
+                assert!(
+                    msg.contains(&format!("{key} = nan is not allowed")),
+                    "{path}: {key}: {msg}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_problem_of_a_recipe_is_reported() {
+        let text = CLAVICHORD
+            .replace("damping = 0.45", "damping = 2")
+            .replace("thinness = 0.8", "thinness = nan");
+        let err = Recipe::parse(&text, Path::new("harp.toml")).unwrap_err();
+        assert_eq!(err.each().len(), 2, "{err}");
+    }
+
+    #[test]
+    fn a_pluck_plays_up_to_where_its_delay_line_is_one_sample() {
+        let recipe = Recipe::parse(CLAVICHORD, Path::new("c.toml")).expect("parses");
+        let limit = recipe.highest_playable_hz(48_000.0);
+        assert!((limit - 48_000.0 / 2.2).abs() < 1e-6, "{limit}");
+        // Just under it, fundsp's string has a one-sample line and plays.
+        let instruments = Instruments {
+            recipes: vec![recipe],
+        };
+        let note = |frequency: f32| Note {
+            instrument: crate::score::InstrumentId(0),
+            frequency,
+            midi: 0,
+            velocity: 1.0,
+            pan: 0.0,
+            seed: 1,
+            kind: crate::event::EventKind::Removal,
+        };
+        let mut voice = instruments.build(&note(limit as f32 * 0.999), 48_000.0);
+        let out: Vec<f32> = (0..4800).map(|_| voice.unit.get_mono()).collect();
+        assert!(out.iter().all(|x| x.is_finite()));
+        // Just over it, the line is empty: fundsp panics at the first sample.
+        let mut voice = instruments.build(&note(limit as f32 * 1.001), 48_000.0);
+        let first =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| voice.unit.get_mono()));
+        assert!(
+            first.is_err(),
+            "the limit is not where fundsp's string breaks"
+        );
+    }
+
+    #[test]
+    fn bell_and_bow_limits_keep_every_partial_under_nyquist() {
+        let instruments = Instruments::built_in().expect("built-in");
+        let celesta = instruments.recipe("celesta").expect("celesta");
+        // The overtone, at 4 times the note, is the bell's highest partial.
+        assert!((celesta.highest_playable_hz(48_000.0) - 6000.0).abs() < 1e-6);
+        let violin = instruments.recipe("violin").expect("violin");
+        let sharpest = (16.0f64 / 1200.0).exp2();
+        assert!((violin.highest_playable_hz(48_000.0) * sharpest - 24_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_folder_reports_every_bad_recipe() {
+        let dir = std::env::temp_dir().join(format!("carillon-recipes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        std::fs::write(
+            dir.join("a.toml"),
+            CLAVICHORD.replace("gain = 0.30", "gain = -1"),
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("b.toml"),
+            CLAVICHORD.replace("damping = 0.45", "damping = nan"),
+        )
+        .expect("write");
+        let err = Instruments::load_dir(&dir)
+            .expect_err("both are refused")
+            .to_string();
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        assert!(err.contains("a.toml:2:8: gain = -1"), "{err}");
+        assert!(err.contains("b.toml:6:11: pluck.damping = nan"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod instrument;
 pub mod logs;
 pub mod output;
+pub mod pitch;
 pub mod rng;
 pub mod score;
 pub mod stats;

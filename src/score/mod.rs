@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::config::ScoreConfig;
 use crate::event::{Event, EventKind};
+use crate::pitch;
 use crate::rng::{fnv1a, Rng};
 pub use throttle::Throttle;
 
@@ -97,7 +98,7 @@ impl Score {
                     known: instruments.join(", "),
                 }
             })?;
-            let base_midi = scale::parse_note(base).ok_or_else(|| ScoreError::BadNote {
+            let base_midi = pitch::parse_note(base).ok_or_else(|| ScoreError::BadNote {
                 register,
                 note: base.to_owned(),
             })?;
@@ -160,7 +161,7 @@ impl Score {
                 let midi = self.new_member.base_midi + scale::step_semitones(&c.scale, steps[pick]);
                 Note {
                     instrument: self.new_member.instrument,
-                    frequency: scale::midi_to_hz(midi as f64) as f32,
+                    frequency: pitch::midi_to_hz(midi as f64) as f32,
                     midi,
                     velocity: c.velocity_max,
                     pan: 0.0,
@@ -182,7 +183,7 @@ impl Score {
                 let pan = ((title_hash >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32;
                 Note {
                     instrument: register.instrument,
-                    frequency: scale::midi_to_hz(midi as f64) as f32,
+                    frequency: pitch::midi_to_hz(midi as f64) as f32,
                     midi,
                     velocity: c.velocity_min + (c.velocity_max - c.velocity_min) * weight,
                     pan: pan * c.pan_spread,
