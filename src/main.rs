@@ -218,13 +218,15 @@ fn play(args: PlayArgs) -> Result<()> {
         source,
         device: DeviceRequest {
             host: args.host.or_config(&config),
-            device: args.device,
+            device: args
+                .device
+                .or_else(|| Some(config.output.device.clone()).filter(|d| !d.is_empty())),
             sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
             buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
             exact_buffer: false,
             realtime_priority: config.output.realtime_priority,
         },
-        wait_for_device: args.wait_for_device,
+        wait_for_device: args.wait_for_device || config.output.wait_for_device,
         volume: args.volume,
         duration: args.duration,
         speed: args.speed,

@@ -21,11 +21,6 @@ use crate::config::SourceConfig;
 use crate::rng::fnv1a;
 use crate::stats::Stats;
 
-/// Longest wait for a connection (TCP, TLS and the websocket handshake) to open.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A feed that has said nothing for this long is presumed dead and reconnected.
-const SILENCE_TIMEOUT: Duration = Duration::from_secs(120);
-
 /// Why a connection ended.
 enum Ended {
     Closed,
@@ -40,13 +35,18 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         fnv1a(url.as_bytes()) ^ std::process::id() as u64,
     );
     let healthy_after = Duration::from_secs(config.healthy_after_s);
+    // The longest wait for a connection (TCP, TLS and the websocket handshake) to open,
+    // and for a message (or a ping) on an open one: a server that accepts and never
+    // answers, or stalls in the middle of a frame, is dropped and tried again.
+    let connect_timeout = Duration::from_secs(config.connect_timeout_s);
+    let silence_timeout = Duration::from_secs(config.silence_timeout_s);
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_frame_bytes))
         .max_frame_size(Some(config.max_frame_bytes));
     let mut down_since: Option<Instant> = None;
     loop {
         let attempt = tokio::time::timeout(
-            CONNECT_TIMEOUT,
+            connect_timeout,
             tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true),
         )
         .await;
@@ -87,7 +87,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
             None => tracing::info!("connected to {url}"),
         }
         let connected_at = Instant::now();
-        let ended = read(stream, &out).await;
+        let ended = read(stream, silence_timeout, &out).await;
         out.stats
             .connected
             .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -97,7 +97,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         let reason = match ended {
             Ended::Closed => "the server closed the connection".to_owned(),
             Ended::Error(e) => format!("connection lost: {e}"),
-            Ended::Silent => format!("no message for {} s", SILENCE_TIMEOUT.as_secs()),
+            Ended::Silent => format!("no message for {} s", silence_timeout.as_secs()),
         };
         retry(&mut backoff, url, &reason, &out, &mut down_since).await;
     }
@@ -128,12 +128,12 @@ async fn retry(
     tokio::time::sleep(delay).await;
 }
 
-async fn read<S>(mut stream: S, out: &Delivery) -> Ended
+async fn read<S>(mut stream: S, silence_timeout: Duration, out: &Delivery) -> Ended
 where
     S: StreamExt<Item = Result<Message, WsError>> + Unpin,
 {
     loop {
-        let next = match tokio::time::timeout(SILENCE_TIMEOUT, stream.next()).await {
+        let next = match tokio::time::timeout(silence_timeout, stream.next()).await {
             Ok(next) => next,
             Err(_) => return Ended::Silent,
         };

@@ -102,8 +102,16 @@ impl WsServer {
 
     /// Connection `i` (0 for the first) plays `script_for(i)`.
     pub fn start_with(script_for: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static) -> WsServer {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1: {e}"));
+        WsServer::start_at(0, script_for)
+    }
+
+    /// Like [`WsServer::start_with`], on a given port of 127.0.0.1 (0: any free one).
+    pub fn start_at(
+        port: u16,
+        script_for: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
+    ) -> WsServer {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("cannot read the listening address: {e}"));
@@ -322,7 +330,9 @@ async fn flood(
         if let Err(e) = ws.flush().await {
             return Ended::Error(format!("flooding: {e}"));
         }
-        shared.frames_sent.fetch_add(sent - counted, Ordering::SeqCst);
+        shared
+            .frames_sent
+            .fetch_add(sent - counted, Ordering::SeqCst);
         counted = sent;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
