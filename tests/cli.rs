@@ -325,8 +325,23 @@ fn a_recipe_with_a_zero_time_constant_is_refused_at_its_line() {
 #[test]
 fn a_removal_base_its_string_cannot_play_is_refused_not_a_panic() {
     let config = scratch_file("csharp8.toml", "[score.removal]\nbase = \"C#8\"\n");
-    // Seed 1's demo plucks a 23.7 kHz string in its first two seconds, which panicked.
-    let err = failed_render(&["--config", &config, "--source", "demo", "--seed", "1"]);
+    // Seed 1's demo plucks a 23.7 kHz string 1.25 s in, which panicked inside fundsp.
+    let out = scratch("csharp8.wav");
+    let o = carillon(&[
+        "render",
+        "--config",
+        &config,
+        "--source",
+        "demo",
+        "--seed",
+        "1",
+        "--duration",
+        "2",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "refused, not a panic: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
         err.contains("csharp8.toml:2:8: score.removal.base = \"C#8\" is too high at 48000 Hz"),
