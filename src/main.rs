@@ -1,8 +1,8 @@
-//! The `carillon` command line: play a live stream, render one to a WAV file, or list
-//! audio devices.
+//! The `carillon` command line: play a live stream, render one to a WAV file, list
+//! audio devices, or check a configuration file.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 
 use carillon::bench;
 use carillon::conductor::{self, PlayOptions, RenderOptions};
-use carillon::config::Config;
+use carillon::config::{self, Config, Limits};
 use carillon::ingest::SourceSpec;
+use carillon::instrument::InstrumentError;
 use carillon::output::device::{self, DeviceRequest};
 
 #[derive(Parser)]
@@ -36,6 +37,16 @@ enum Command {
     /// Measure carillon itself.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Check a configuration file, its instruments and that every note its score can
+    /// reach is playable at its sample rate, without opening a device.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckConfigArgs {
+    /// The configuration file to check.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -193,12 +204,21 @@ fn parse_source(spec: &str) -> Result<SourceSpec> {
     Ok(spec.parse::<SourceSpec>()?)
 }
 
+/// A command-line value, refused like a configuration value out of its range.
+fn check_flag(name: &str, value: f64, limits: Limits) -> Result<()> {
+    limits.check(name, value).map_err(anyhow::Error::msg)
+}
+
 fn check_positive(name: &str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        anyhow::bail!("{name} must be a positive number of seconds, not {value}")
+    check_flag(name, value, Limits::positive())
+}
+
+/// The sample rate to play at, `--sample-rate` over the configuration's, once checked.
+fn sample_rate(flag: Option<u32>, config: &Config) -> Result<u32> {
+    if let Some(rate) = flag {
+        check_flag("--sample-rate", rate as f64, config::SAMPLE_RATE)?;
     }
+    Ok(flag.unwrap_or(config.output.sample_rate))
 }
 
 fn play(args: PlayArgs) -> Result<()> {
@@ -209,11 +229,14 @@ fn play(args: PlayArgs) -> Result<()> {
         check_positive("--duration", d)?;
     }
     if let Some(v) = args.volume {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&v),
-            "--volume must be between 0 and 1, not {v}"
-        );
+        check_flag("--volume", v as f64, Limits::real(0.0, 1.0))?;
     }
+    if let Some(frames) = args.buffer_frames.filter(|&f| f != 0) {
+        check_flag("--buffer-frames", frames as f64, config::BUFFER_FRAMES)?;
+    }
+    check_positive("--speed", args.speed)?;
+    let sample_rate = sample_rate(args.sample_rate, &config)?;
+    config::check_playable(&config, &instruments, sample_rate)?;
     let opts = PlayOptions {
         source,
         device: DeviceRequest {
@@ -221,7 +244,7 @@ fn play(args: PlayArgs) -> Result<()> {
             device: args
                 .device
                 .or_else(|| Some(config.output.device.clone()).filter(|d| !d.is_empty())),
-            sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
+            sample_rate,
             buffer_frames: args.buffer_frames.unwrap_or(config.output.buffer_frames),
             exact_buffer: false,
             realtime_priority: config.output.realtime_priority,
@@ -241,13 +264,16 @@ fn render(args: RenderArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let instruments = conductor::instruments(&config, args.config.as_deref())?;
     check_positive("--duration", args.duration)?;
+    check_positive("--speed", args.speed)?;
+    let sample_rate = sample_rate(args.sample_rate, &config)?;
+    config::check_playable(&config, &instruments, sample_rate)?;
     let opts = RenderOptions {
         source: parse_source(&args.source)?,
         duration: args.duration,
         output: args.output,
         seed: args.seed,
         speed: args.speed,
-        sample_rate: args.sample_rate.unwrap_or(config.output.sample_rate),
+        sample_rate,
         notes: args.notes,
     };
     let report = conductor::render(&config, instruments, &opts)
@@ -261,6 +287,41 @@ fn render(args: RenderArgs) -> Result<()> {
     );
     eprintln!("summary: {}", report.summary.line());
     Ok(())
+}
+
+/// Every problem of a configuration file, one a line; none if it is ready to play.
+fn config_problems(file: &Path) -> Result<Vec<String>, Vec<String>> {
+    let lines = |e: &config::ConfigError| e.each().iter().map(|e| e.to_string()).collect();
+    let config = Config::load(file).map_err(|e| lines(&e))?;
+    let instruments = conductor::instruments(&config, Some(file)).map_err(|e| match e
+        .downcast_ref::<InstrumentError>(
+    ) {
+        Some(InstrumentError::Recipe(e)) => lines(e),
+        _ => vec![format!("{e:#}")],
+    })?;
+    config::check_playable(&config, &instruments, config.output.sample_rate)
+        .map_err(|e| lines(&e))?;
+    Ok(instruments.names())
+}
+
+fn check_config(args: CheckConfigArgs) -> Result<()> {
+    let file = args.file.display();
+    match config_problems(&args.file) {
+        Ok(names) => {
+            println!(
+                "{file}: ok ({} instruments: {})",
+                names.len(),
+                names.join(", ")
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            anyhow::bail!("{file}: {} problem(s)", problems.len())
+        }
+    }
 }
 
 fn bench_render(args: BenchRenderArgs) -> Result<()> {
@@ -330,6 +391,7 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Bench(BenchCommand::Render(args)) => bench_render(args),
         Command::Bench(BenchCommand::Latency(args)) => bench_latency(args),
+        Command::CheckConfig(args) => check_config(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -239,3 +239,222 @@ fn bench_render_reports_every_voice_count_as_json() {
         .as_u64()
         .is_some_and(|v| v >= 16));
 }
+
+/// Write `text` to a scratch file `name`; its path.
+fn scratch_file(name: &str, text: &str) -> String {
+    let path = scratch(name);
+    std::fs::write(&path, text).expect("write a scratch file");
+    path.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn a_nan_reverb_is_refused_at_its_value_and_no_wav_is_written() {
+    let config = scratch_file(
+        "wet.toml",
+        "[engine]\nvolume = 0.5\n\n[engine.reverb]\nwet = nan\n",
+    );
+    let out = scratch("wet.wav");
+    let o = carillon(&[
+        "render",
+        "--config",
+        &config,
+        "--source",
+        "demo",
+        "--duration",
+        "1",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "wet.toml:5:7: engine.reverb.wet = nan is not allowed: expected a finite number in 0..=1"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists(), "a WAV file was written");
+}
+
+#[test]
+fn a_zero_reconnection_delay_is_refused() {
+    let config = scratch_file("backoff.toml", "[source]\nbackoff_initial_ms = 0\n");
+    let err = failed_render(&["--config", &config, "--source", "demo"]);
+    assert!(
+        err.contains("backoff.toml:2:22: source.backoff_initial_ms = 0 is not allowed: expected a whole number in 100..=60000"),
+        "{err}"
+    );
+}
+
+/// A folder of the built-in recipes, the celesta's `mod_decay_s` set to `value`.
+fn recipes_with_mod_decay(folder: &str, value: &str) -> PathBuf {
+    let dir = scratch(folder);
+    std::fs::create_dir_all(&dir).expect("a recipe folder");
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/instruments");
+    for name in ["celesta", "clavichord", "violin"] {
+        let text = std::fs::read_to_string(format!("{source}/{name}.toml")).expect("a recipe");
+        let text = text.replace("mod_decay_s = 0.07", &format!("mod_decay_s = {value}"));
+        std::fs::write(dir.join(format!("{name}.toml")), text).expect("write a recipe");
+    }
+    dir
+}
+
+#[test]
+fn a_recipe_with_a_zero_time_constant_is_refused_at_its_line() {
+    let dir = recipes_with_mod_decay("zero-decay", "0");
+    let config = scratch_file(
+        "zero-decay.toml",
+        "[engine]\ninstruments_dir = \"zero-decay\"\n",
+    );
+    let err = failed_render(&["--config", &config, "--source", "demo"]);
+    let recipe = dir.join("celesta.toml");
+    let text = std::fs::read_to_string(&recipe).expect("the recipe");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("mod_decay_s"))
+        .expect("a mod_decay_s line");
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:15: fm_bell.mod_decay_s = 0 is not allowed: expected a finite number above 0",
+            recipe.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_removal_base_its_string_cannot_play_is_refused_not_a_panic() {
+    let config = scratch_file("csharp8.toml", "[score.removal]\nbase = \"C#8\"\n");
+    // Seed 1's demo plucks a 23.7 kHz string 1.25 s in, which panicked inside fundsp.
+    let out = scratch("csharp8.wav");
+    let o = carillon(&[
+        "render",
+        "--config",
+        &config,
+        "--source",
+        "demo",
+        "--seed",
+        "1",
+        "--duration",
+        "2",
+        "-o",
+        out.to_str().expect("utf-8"),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "refused, not a panic: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("csharp8.toml:2:8: score.removal.base = \"C#8\" is too high at 48000 Hz"),
+        "{err}"
+    );
+    for part in [
+        "clavichord",
+        "21818.2 Hz",
+        "lower base",
+        "higher sample rate",
+    ] {
+        assert!(err.contains(part), "{part:?} missing: {err}");
+    }
+}
+
+#[test]
+fn command_line_values_are_range_checked() {
+    for (flag, value, expected) in [
+        (
+            "--sample-rate",
+            "1000",
+            "--sample-rate = 1000 is not allowed: expected a whole number in 8000..=192000",
+        ),
+        (
+            "--speed",
+            "0",
+            "--speed = 0 is not allowed: expected a finite number above 0",
+        ),
+        ("--speed", "nan", "--speed = nan is not allowed"),
+    ] {
+        let err = failed_render(&["--source", "demo", flag, value]);
+        assert!(err.contains(expected), "{flag} {value}: {err}");
+    }
+    // Play refuses its flags before it opens a device.
+    for (flag, value, expected) in [
+        ("--duration", "inf", "--duration = inf is not allowed"),
+        (
+            "--volume",
+            "1.5",
+            "--volume = 1.5 is not allowed: expected a finite number in 0..=1",
+        ),
+        (
+            "--buffer-frames",
+            "8",
+            "--buffer-frames = 8 is not allowed: expected a whole number in 16..=8192",
+        ),
+        (
+            "--sample-rate",
+            "500000",
+            "--sample-rate = 500000 is not allowed",
+        ),
+    ] {
+        let o = carillon(&["play", "--source", "demo", flag, value]);
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(expected),
+            "{flag} {value}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn check_config_passes_the_defaults_and_a_good_file() {
+    let defaults = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
+    let good = scratch_file(
+        "good.toml",
+        "[engine]\npolyphony = 32\n[engine.reverb]\nwet = 0.3\n[output]\nsample_rate = 44100\n",
+    );
+    for file in [defaults, good.as_str()] {
+        let o = carillon(&["check-config", file]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            format!("{file}: ok (3 instruments: celesta, clavichord, violin)\n")
+        );
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem_of_a_bad_file() {
+    let bad = scratch_file(
+        "bad-many.toml",
+        "[source]\nbackoff_initial_ms = 0\n[engine.reverb]\nwet = nan\n[output]\nbuffer_frames = 3\n",
+    );
+    let o = carillon(&["check-config", &bad]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    for at in [
+        "bad-many.toml:2:22: ",
+        "bad-many.toml:4:7: ",
+        "bad-many.toml:6:17: ",
+    ] {
+        assert!(err.contains(at), "{at} missing: {err}");
+    }
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+#[test]
+fn check_config_checks_the_recipes_and_the_notes_at_the_files_rate() {
+    recipes_with_mod_decay("nan-decay", "nan");
+    let bad = scratch_file(
+        "bad-recipes.toml",
+        "[engine]\ninstruments_dir = \"nan-decay\"\n",
+    );
+    let err = stderr(&carillon(&["check-config", &bad]));
+    assert!(
+        err.contains("celesta.toml:21:15: fm_bell.mod_decay_s = nan"),
+        "{err}"
+    );
+    // The celesta's overtone passes Nyquist at 22.05 kHz from the default register.
+    let low_rate = scratch_file("low-rate.toml", "[output]\nsample_rate = 22050\n");
+    let o = carillon(&["check-config", &low_rate]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("celesta"), "{}", stderr(&o));
+}

@@ -76,6 +76,9 @@ pub struct Score {
     removal: Register,
     new_member: Register,
     throttle: Throttle,
+    /// New-member swells' own, gentler bound: they are long and loud, and an account
+    /// creation spam wave would otherwise start hundreds a second.
+    swells: Throttle,
 }
 
 /// Listen to Wikipedia's pitch step for an edit size, before fuzz: 0 for the biggest
@@ -120,6 +123,7 @@ impl Score {
                 &config.new_member.base,
             )?,
             throttle: Throttle::new(config.throttle.max_notes, config.throttle.window_ms),
+            swells: Throttle::new(config.throttle.swells_max, config.throttle.swells_window_ms),
             config: config.clone(),
         })
     }
@@ -193,8 +197,14 @@ impl Score {
             }
             EventKind::Other => return Outcome::Filtered,
         };
-        // Swells are rare and the point of the piece: never throttled.
-        if event.kind != EventKind::NewMember && !self.throttle.admit(at) {
+        // Swells are rare and the point of the piece: they do not compete with edits for
+        // the density limit, only with each other.
+        let throttle = if event.kind == EventKind::NewMember {
+            &mut self.swells
+        } else {
+            &mut self.throttle
+        };
+        if !throttle.admit(at) {
             return Outcome::Throttled;
         }
         Outcome::Play(note)
@@ -281,17 +291,53 @@ mod tests {
         assert!(s.step(40_000, "X") < s.step(10, "X"));
     }
 
+    fn new_member(user: &str) -> Event {
+        let mut e = Event::new(EventKind::NewMember, 0, "Special:Log/newusers");
+        e.user = user.into();
+        e.namespace = "Special".into();
+        e
+    }
+
     #[test]
-    fn new_member_swells_on_violin_and_is_never_throttled() {
+    fn new_member_swells_on_violin_outside_the_edits_throttle() {
         let mut s = score();
-        for i in 0..40 {
-            let mut e = Event::new(EventKind::NewMember, 0, "Special:Log/newusers");
-            e.user = format!("user{i}");
-            e.namespace = "Special".into();
-            match s.map(&e, 0.0) {
-                Outcome::Play(n) => assert_eq!(n.instrument, InstrumentId(2)),
-                other => panic!("swell {i} was {other:?}"),
-            }
+        // The edits' density limit is full...
+        let edit = Event::new(EventKind::Addition, 5, "A");
+        for _ in 0..15 {
+            assert!(matches!(s.map(&edit, 0.0), Outcome::Play(_)));
+        }
+        assert_eq!(s.map(&edit, 0.0), Outcome::Throttled);
+        // ...and a newcomer is still welcomed, on the violin.
+        match s.map(&new_member("Newcomer"), 0.0) {
+            Outcome::Play(n) => assert_eq!(n.instrument, InstrumentId(2)),
+            other => panic!("the swell was {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_wave_of_new_members_starts_at_most_3_swells_in_10_s() {
+        let mut s = score();
+        // 40 account creations a second for a minute.
+        let outcomes: Vec<(f64, Outcome)> = (0..2400)
+            .map(|i| {
+                let at = i as f64 / 40.0;
+                (at, s.map(&new_member(&format!("spam{i}")), at))
+            })
+            .collect();
+        let started: Vec<f64> = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Play(_)))
+            .map(|(at, _)| *at)
+            .collect();
+        let throttled = outcomes
+            .iter()
+            .filter(|(_, o)| *o == Outcome::Throttled)
+            .count();
+        assert_eq!(started.len(), 18, "3 in each of the six 10 s windows");
+        assert_eq!(throttled, 2400 - 18);
+        for (i, at) in started.iter().enumerate() {
+            let in_window = started[i..].iter().take_while(|t| **t < at + 10.0).count();
+            assert!(in_window <= 3, "{in_window} swells in the 10 s from {at}");
         }
     }
 
