@@ -55,6 +55,28 @@ enum BenchCommand {
     Render(BenchRenderArgs),
     /// The whole path in real time on the device: websocket frame → first sample heard.
     Latency(BenchLatencyArgs),
+    /// What silence costs: buffers long after the last note, with and without
+    /// flush-to-zero, against one sounding voice.
+    Silence(BenchSilenceArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchSilenceArgs {
+    /// Seconds rendered after the note.
+    #[arg(long, value_name = "S", default_value_t = 60.0)]
+    seconds: f64,
+    /// Seconds summed up in each row.
+    #[arg(long, value_name = "S", default_value_t = 5.0)]
+    stretch: f64,
+    /// Frames per buffer.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    buffer_frames: usize,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "HZ", default_value_t = 48_000)]
+    sample_rate: u32,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -336,6 +358,18 @@ fn bench_render(args: BenchRenderArgs) -> Result<()> {
     print_report(&report, args.json, bench::render::table)
 }
 
+fn bench_silence(args: BenchSilenceArgs) -> Result<()> {
+    check_positive("--seconds", args.seconds)?;
+    check_positive("--stretch", args.stretch)?;
+    let report = bench::silence::run(&bench::silence::SilenceBenchOptions {
+        seconds: args.seconds,
+        stretch: args.stretch,
+        buffer_frames: args.buffer_frames,
+        sample_rate: args.sample_rate,
+    })?;
+    print_report(&report, args.json, bench::silence::table)
+}
+
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
@@ -391,6 +425,7 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Bench(BenchCommand::Render(args)) => bench_render(args),
         Command::Bench(BenchCommand::Latency(args)) => bench_latency(args),
+        Command::Bench(BenchCommand::Silence(args)) => bench_silence(args),
         Command::CheckConfig(args) => check_config(args),
     };
     match result {

@@ -458,3 +458,31 @@ fn check_config_checks_the_recipes_and_the_notes_at_the_files_rate() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("celesta"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_silence_reports_each_stretch_with_and_without_flush_to_zero() {
+    let o = carillon(&[
+        "bench",
+        "silence",
+        "--seconds",
+        "2",
+        "--stretch",
+        "0.5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "bench failed: {}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("bench silence --json prints JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let starts: Vec<f64> = rows.iter().filter_map(|r| r["from_s"].as_f64()).collect();
+    assert_eq!(starts.len(), 4, "{report}");
+    assert!((starts[1] - 0.5).abs() < 0.01, "{starts:?}");
+    for row in rows {
+        for key in ["with_ftz", "without_ftz"] {
+            assert!(
+                row[key]["median_us"].as_f64().is_some_and(|m| m > 0.0),
+                "{row}"
+            );
+        }
+    }
+}

@@ -1,8 +1,10 @@
-//! carillon measuring itself: `bench render` (the engine alone, on a null output) and
-//! `bench latency` (the whole path, in real time, on the audio device).
+//! carillon measuring itself: `bench render` (the engine alone, on a null output),
+//! `bench silence` (what the engine spends when nothing plays) and `bench latency`
+//! (the whole path, in real time, on the audio device).
 
 pub mod latency;
 pub mod render;
+pub mod silence;
 
 use std::time::Duration;
 
