@@ -476,6 +476,20 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     let device_counters = device.counters();
     drop(device);
     runtime.shutdown_timeout(Duration::from_millis(200));
+    // Events that arrived as it stopped are scored, unheard, so that the counters
+    // still add up to every event received.
+    while let Ok(arrival) = rx.try_recv() {
+        let frame = control.frame_at(arrival.at);
+        conduct(
+            &mut score,
+            &mut control,
+            &stats,
+            &arrival.event,
+            frame,
+            opts.seed,
+            false,
+        );
+    }
     control.collect();
     Ok(Summary {
         stats,

@@ -26,7 +26,8 @@ pub struct Stats {
     pub engine_full: AtomicU64,
     /// Events dropped because the conductor had fallen behind (its queue was full).
     pub backlog: AtomicU64,
-    /// Notes the score played while no audio device was open (lost, or not yet found).
+    /// Notes the score played that nobody heard: no audio device was open (lost, or
+    /// not yet found), or carillon was stopping.
     pub silenced: AtomicU64,
     /// Whether a network source is connected right now.
     pub connected: AtomicBool,

@@ -172,3 +172,200 @@ fn a_flood_of_10_000_edits_a_second_stays_calm_bounded_and_cheap() {
         "after the flood, three edits 0.7 s apart; onsets at {found:?} in the last 4.5 s"
     );
 }
+
+/// A configuration that gives up on a connection that does not open within 1 s, or
+/// says nothing for `silence_s`, and retries within a second: the faults below show
+/// within a test's time.
+fn impatient_config(dir: &std::path::Path, silence_s: u64) -> String {
+    let path = dir.join("impatient.toml");
+    std::fs::write(
+        &path,
+        format!("[source]\nconnect_timeout_s = 1\nsilence_timeout_s = {silence_s}\nbackoff_initial_ms = 100\nbackoff_max_ms = 1000\n"),
+    )
+    .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path.display().to_string()
+}
+
+/// `carillon play` of `url` for `seconds` through a fresh JACK server and tap, with
+/// the impatient configuration; returns the running process and what it needs alive.
+fn play_impatient(
+    url: &str,
+    seconds: u64,
+    silence_s: u64,
+) -> (support::process::Running, JackServer, DeviceTap) {
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let config = impatient_config(tap.dir(), silence_s);
+    let duration = seconds.to_string();
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--config",
+            &config,
+            "--source",
+            url,
+            "--duration",
+            &duration,
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+    );
+    (running, jack, tap)
+}
+
+fn count_lines(stderr: &str, needle: &str) -> usize {
+    stderr.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn a_feed_unreachable_at_start_is_retried_until_it_comes_up() {
+    // A port with nobody listening, for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (carillon, _jack, _tap) = play_impatient(&url, 6, 30);
+    std::thread::sleep(Duration::from_millis(2500));
+    let server = WsServer::start_at(port, |_| {
+        vec![
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("Up", 80, "Main")),
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("At", -80, "Main")),
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("Last", 800, "Main")),
+        ]
+    });
+    let out = carillon.wait(Duration::from_secs(30));
+    out.assert_success();
+    let s = out.summary();
+    assert!(
+        s.get("disconnects") >= 3,
+        "retried while down: {:?}",
+        s.fields
+    );
+    assert_eq!(s.get("connects"), 1, "{:?}", s.fields);
+    assert_eq!(server.connections(), 1);
+    assert_eq!(s.get("notes"), 3, "{:?}", s.fields);
+    assert_eq!(
+        count_lines(&out.stderr, "is down"),
+        1,
+        "one line while down:\n{}",
+        out.stderr
+    );
+    assert_eq!(count_lines(&out.stderr, "is back"), 1, "{}", out.stderr);
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_is_left_and_tried_again() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1: {e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("no local address: {e}"))
+        .port();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    // Accepts every connection and keeps it, saying nothing.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for tcp in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(tcp);
+        }
+    });
+    let url = format!("ws://127.0.0.1:{port}/");
+    let (carillon, _jack, _tap) = play_impatient(&url, 5, 30);
+    let out = carillon.wait(Duration::from_secs(30));
+    out.assert_success();
+    let s = out.summary();
+    let tries = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        tries >= 3,
+        "only {tries} connection attempts in 5 s with a 1 s timeout"
+    );
+    assert!(s.get("disconnects") >= 3, "{:?}", s.fields);
+    assert_eq!(s.get("connects"), 0, "{:?}", s.fields);
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+}
+
+#[test]
+fn half_a_frame_then_silence_is_a_dead_connection() {
+    // A text frame announcing 100 bytes, and only 10 of them.
+    let mut half = vec![0x81, 100];
+    half.extend_from_slice(br#"{"page_tit"#);
+    let server = WsServer::start_per_connection(vec![
+        vec![Step::sleep_ms(300), Step::Stall(half)],
+        vec![
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("Whole", 300, "Main")),
+            Step::sleep_ms(5000),
+        ],
+    ]);
+    let (carillon, _jack, _tap) = play_impatient(&server.url(), 3, 1);
+    let out = carillon.wait(Duration::from_secs(30));
+    out.assert_success();
+    let s = out.summary();
+    // The stalled connection is given up after 1 s of silence; the next one plays its
+    // edit (and, idle in its turn, is given up too).
+    for (key, expected) in [
+        ("malformed", 0),
+        ("oversized", 0),
+        ("events", 1),
+        ("notes", 1),
+    ] {
+        assert_eq!(s.get(key), expected, "{key} in {:?}", s.fields);
+    }
+    assert!(s.get("connects") >= 2, "{:?}", s.fields);
+    assert!(s.get("disconnects") >= 1, "{:?}", s.fields);
+    assert!(out.stderr.contains("no message for 1 s"), "{}", out.stderr);
+}
+
+#[test]
+fn a_server_that_drops_every_two_seconds_is_followed_without_growing() {
+    let seconds = seconds_from_env("CARILLON_FLAP_SECONDS", 20);
+    let server = WsServer::start_with(|i| {
+        vec![
+            Step::sleep_ms(200),
+            Step::text(wikimon_edit(&format!("Flap {i}"), 50 + i as i64, "Main")),
+            Step::sleep_ms(1800),
+            Step::Drop,
+        ]
+    });
+    let (carillon, _jack, _tap) = play_impatient(&server.url(), seconds, 30);
+    let pid = carillon.pid();
+    // Resident memory once warm (a third in), and at its peak by the end.
+    std::thread::sleep(Duration::from_secs(seconds / 3));
+    let warm = status_bytes(pid, "VmHWM");
+    std::thread::sleep(Duration::from_secs(seconds - seconds / 3 - 1));
+    let end = status_bytes(pid, "VmHWM");
+    let out = carillon.wait(Duration::from_secs(30));
+    out.assert_success();
+    let s = out.summary();
+    let connects = s.get("connects");
+    assert!(
+        connects >= seconds / 4,
+        "{connects} connections in {seconds} s of a server dropping every 2 s: {:?}",
+        s.fields
+    );
+    assert!(s.get("disconnects") + 1 >= connects, "{:?}", s.fields);
+    // Every connection's edit arrives and sounds.
+    assert!(s.get("events") + 1 >= connects, "{:?}", s.fields);
+    // (An edit arriving as carillon stops is scored, unheard: silenced.)
+    assert_eq!(
+        s.get("notes") + s.get("silenced"),
+        s.get("events"),
+        "{:?}",
+        s.fields
+    );
+    assert!(s.get("silenced") <= 1, "{:?}", s.fields);
+    let grew = end.saturating_sub(warm);
+    assert!(
+        grew < 2 << 20,
+        "peak memory grew {:.2} MB over {} reconnections",
+        grew as f64 / 1e6,
+        connects
+    );
+}
