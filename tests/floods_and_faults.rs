@@ -361,6 +361,13 @@ fn a_server_that_drops_every_two_seconds_is_followed_without_growing() {
         s.fields
     );
     assert!(s.get("silenced") <= 1, "{:?}", s.fields);
+    // One pair of log lines a minute at most, however often it drops.
+    let down_lines = count_lines(&out.stderr, "is down") as u64;
+    assert!(
+        down_lines <= 1 + seconds / 60,
+        "{down_lines} 'is down' lines in {seconds} s:\n{}",
+        out.stderr
+    );
     let grew = end.saturating_sub(warm);
     assert!(
         grew < 2 << 20,

@@ -18,6 +18,7 @@ use super::wikimon::parse_wikimon;
 use super::Delivery;
 use crate::backoff::Backoff;
 use crate::config::SourceConfig;
+use crate::logs::Repeated;
 use crate::rng::fnv1a;
 use crate::stats::Stats;
 
@@ -43,7 +44,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
     let ws_config = WebSocketConfig::default()
         .max_message_size(Some(config.max_frame_bytes))
         .max_frame_size(Some(config.max_frame_bytes));
-    let mut down_since: Option<Instant> = None;
+    let mut outages = Outages::new();
     loop {
         let attempt = tokio::time::timeout(
             connect_timeout,
@@ -58,7 +59,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
                     url,
                     &format!("cannot connect: {e}"),
                     &out,
-                    &mut down_since,
+                    &mut outages,
                 )
                 .await;
                 continue;
@@ -69,7 +70,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
                     url,
                     "connection timed out",
                     &out,
-                    &mut down_since,
+                    &mut outages,
                 )
                 .await;
                 continue;
@@ -79,13 +80,7 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         out.stats
             .connected
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        match down_since.take() {
-            Some(since) => tracing::info!(
-                "feed {url} is back after {:.1} s down",
-                since.elapsed().as_secs_f64()
-            ),
-            None => tracing::info!("connected to {url}"),
-        }
+        outages.up(url);
         let connected_at = Instant::now();
         let ended = read(stream, silence_timeout, &out).await;
         out.stats
@@ -99,32 +94,86 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
             Ended::Error(e) => format!("connection lost: {e}"),
             Ended::Silent => format!("no message for {} s", silence_timeout.as_secs()),
         };
-        retry(&mut backoff, url, &reason, &out, &mut down_since).await;
+        retry(&mut backoff, url, &reason, &out, &mut outages).await;
     }
 }
 
-/// Count the failure, say the feed is down (once per outage), and wait out the backoff.
+/// The feed's ups and downs, for the log: a line when it goes down and one when it is
+/// back; but a feed that drops again and again gets at most one such pair a minute,
+/// the next down line saying how many outages it stands for.
+struct Outages {
+    since: Option<Instant>,
+    lines: Repeated,
+    /// Whether the current outage was announced (so its end is too).
+    announced: bool,
+    first: bool,
+}
+
+impl Outages {
+    fn new() -> Self {
+        Self {
+            since: None,
+            lines: Repeated::new(Duration::from_secs(60)),
+            announced: false,
+            first: true,
+        }
+    }
+
+    fn down(&mut self, url: &str, reason: &str, delay: Duration) {
+        if self.since.is_some() {
+            tracing::debug!(
+                "feed {url} still down ({reason}); next try in {:.1} s",
+                delay.as_secs_f64()
+            );
+            return;
+        }
+        self.since = Some(Instant::now());
+        self.announced = match self.lines.count(1, Instant::now()) {
+            Some(n) => {
+                let more = if n > 1 {
+                    format!(" ({} outages since the last report)", n)
+                } else {
+                    String::new()
+                };
+                tracing::warn!(
+                    "feed {url} is down ({reason}){more}; retrying in {:.1} s, then with growing delays",
+                    delay.as_secs_f64()
+                );
+                true
+            }
+            None => {
+                tracing::debug!("feed {url} is down again ({reason})");
+                false
+            }
+        };
+    }
+
+    fn up(&mut self, url: &str) {
+        match self.since.take() {
+            Some(since) if self.announced => tracing::info!(
+                "feed {url} is back after {:.1} s down",
+                since.elapsed().as_secs_f64()
+            ),
+            Some(_) => tracing::debug!("feed {url} is back"),
+            None if self.first => tracing::info!("connected to {url}"),
+            None => tracing::debug!("connected to {url} again"),
+        }
+        self.first = false;
+    }
+}
+
+/// Count the failure, say the feed is down (once per outage, at most once a minute),
+/// and wait out the backoff.
 async fn retry(
     backoff: &mut Backoff,
     url: &str,
     reason: &str,
     out: &Delivery,
-    down_since: &mut Option<Instant>,
+    outages: &mut Outages,
 ) {
     Stats::add(&out.stats.disconnects, 1);
     let delay = backoff.delay();
-    if down_since.is_none() {
-        *down_since = Some(Instant::now());
-        tracing::warn!(
-            "feed {url} is down ({reason}); retrying in {:.1} s, then with growing delays",
-            delay.as_secs_f64()
-        );
-    } else {
-        tracing::debug!(
-            "feed {url} still down ({reason}); next try in {:.1} s",
-            delay.as_secs_f64()
-        );
-    }
+    outages.down(url, reason, delay);
     tokio::time::sleep(delay).await;
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Backoff;
 use crate::engine::{AudioHalf, ControlHalf};
+use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceOutput, DeviceRequest};
 
 /// The first retry after a loss, and the longest wait between retries: short, so that
@@ -77,6 +78,10 @@ pub struct Supervisor {
     progress_at: Instant,
     /// Counters of streams already closed.
     past: DeviceCounters,
+    /// A device that comes and goes gets at most one loss line a minute, and its
+    /// return is told only when its loss was.
+    loss_lines: Repeated,
+    announced: bool,
     losses: u64,
     reopens: u64,
 }
@@ -102,6 +107,8 @@ impl Supervisor {
             callbacks: 0,
             progress_at: now,
             past: DeviceCounters::default(),
+            loss_lines: Repeated::new(Duration::from_secs(60)),
+            announced: true,
             losses: 0,
             reopens: 0,
         };
@@ -214,12 +221,26 @@ impl Supervisor {
         self.down_since = now;
         self.next_reminder = now + REMINDER;
         self.next_try = now + self.backoff.delay();
-        tracing::warn!(
-            "audio output to {:?} ({}) lost: {reason}; the sources play on silently while it is reopened (every {:.0} s at most)",
-            stream.name,
-            stream.host,
-            RETRY_MAX.as_secs_f64()
-        );
+        self.announced = match self.loss_lines.count(1, now) {
+            Some(n) => {
+                let more = if n > 1 {
+                    format!(" ({n} losses since the last report)")
+                } else {
+                    String::new()
+                };
+                tracing::warn!(
+                    "audio output to {:?} ({}) lost: {reason}{more}; the sources play on silently while it is reopened (every {:.0} s at most)",
+                    stream.name,
+                    stream.host,
+                    RETRY_MAX.as_secs_f64()
+                );
+                true
+            }
+            None => {
+                tracing::debug!("audio output lost again: {reason}");
+                false
+            }
+        };
         self.last_error = reason;
         stream.close_in_background();
     }
@@ -235,6 +256,11 @@ impl Supervisor {
             result = DeviceOutput::start(&default, control.renew_audio());
         }
         match result {
+            Ok(stream) if !self.announced => {
+                tracing::debug!("audio output back on {:?}", stream.name);
+                self.reopens += 1;
+                self.playing(stream, Instant::now());
+            }
             Ok(stream) => {
                 tracing::info!(
                     "audio output {} after {:.1} s: playing on {:?} ({}), {} Hz, {} frames per buffer",
