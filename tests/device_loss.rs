@@ -59,6 +59,7 @@ fn assert_lost_and_back(out: &RunOutput, back: SystemTime, sent: u64) {
     assert_eq!(losses, 1, "one log line for the loss:\n{}", out.stderr);
     let reopened = logged_at(out, "audio output back after");
     let delay = seconds_between(back, reopened);
+    eprintln!("playing again {delay:.3} s after the server was back");
     assert!(
         (-0.05..=2.0).contains(&delay),
         "playing again {delay:.2} s after the server returned (at most 2 s):\n{}",
@@ -230,6 +231,7 @@ fn wait_for_device_waits_for_a_server_that_comes_up_later() {
     );
     let found = logged_at(&out, "audio output found after");
     let delay = seconds_between(back, found);
+    eprintln!("playing {delay:.3} s after the server came up");
     assert!(
         (-0.05..=2.0).contains(&delay),
         "playing {delay:.2} s after the server came up (at most 2 s):\n{}",

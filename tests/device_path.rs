@@ -329,6 +329,7 @@ fn sigint_and_sigterm_fade_out_within_half_a_second_and_exit_cleanly() {
         run_command(kill, Duration::from_secs(5)).assert_success();
         let out = running.wait(Duration::from_secs(10));
         let took = signalled.elapsed();
+        eprintln!("SIG{signal}: exited {took:?} after the signal");
         out.assert_success();
         assert!(out.summary().get("notes") > 0, "{}", out.stderr);
         assert!(
