@@ -221,8 +221,13 @@ impl Summary {
         );
         if let Some(d) = &self.device {
             line.push_str(&format!(
-                " xruns={} device_errors={} device_losses={} device_reopens={} engine_failures={}",
-                d.xruns, d.errors, d.losses, d.reopens, d.engine_failures
+                " xruns={} device_errors={} device_losses={} device_reopens={} engine_failures={} audio_allocs={}",
+                d.xruns,
+                d.errors,
+                d.losses,
+                d.reopens,
+                d.engine_failures,
+                crate::alloc_watch::AUDIO_ALLOCATIONS.load(Relaxed)
             ));
         }
         line

@@ -6,6 +6,7 @@
 //! lock-free synth graph, and an [`output`] (audio device, WAV file or nothing) drives
 //! the engine. [`conductor`] wires these together for `play` and `render`.
 
+pub mod alloc_watch;
 pub mod backoff;
 pub mod bench;
 pub mod conductor;

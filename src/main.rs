@@ -15,6 +15,12 @@ use carillon::ingest::SourceSpec;
 use carillon::instrument::InstrumentError;
 use carillon::output::device::{self, DeviceRequest};
 
+/// The system allocator, counting what the audio callback allocates (it must not):
+/// `play`'s summary reports it as `audio_allocs`.
+#[global_allocator]
+static ALLOCATOR: carillon::alloc_watch::CountingAllocator =
+    carillon::alloc_watch::CountingAllocator;
+
 #[derive(Parser)]
 #[command(
     name = "carillon",

@@ -82,6 +82,8 @@ fn assert_lost_and_back(out: &RunOutput, back: SystemTime, sent: u64) {
         "notes before and after: {:?}",
         s.fields
     );
+    // Two streams, two audio threads: neither callback allocated.
+    assert_eq!(s.get("audio_allocs"), 0, "{:?}", s.fields);
     let accounted = [
         "notes",
         "silenced",

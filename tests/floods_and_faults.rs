@@ -151,7 +151,14 @@ fn a_flood_of_10_000_edits_a_second_stays_calm_bounded_and_cheap() {
         "carillon's peak memory grew by {:.1} MB during the flood",
         grew as f64 / 1e6
     );
-    for key in ["xruns", "late", "clamped", "nonfinite", "bus_resets"] {
+    for key in [
+        "xruns",
+        "late",
+        "clamped",
+        "nonfinite",
+        "bus_resets",
+        "audio_allocs",
+    ] {
         assert_eq!(s.get(key), 0, "{key} during the flood: {:?}", s.fields);
     }
     // When the flood is over, single edits sound as single notes again: the last

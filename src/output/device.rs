@@ -311,6 +311,8 @@ impl DeviceOutput {
             .build_output_stream::<f32, _, _>(
                 config,
                 move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                    // Everything below must not allocate: counted, for the tests to see.
+                    let _watch = crate::alloc_watch::Watch::new();
                     if realtime_priority > 0 {
                         // Once, from the audio thread itself.
                         promote_current_thread(realtime_priority, &callback_health.realtime);
