@@ -227,7 +227,7 @@ impl Summary {
                 d.losses,
                 d.reopens,
                 d.engine_failures,
-                crate::alloc_watch::AUDIO_ALLOCATIONS.load(Relaxed)
+                d.audio_allocs
             ));
         }
         line

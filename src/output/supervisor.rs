@@ -61,6 +61,8 @@ pub struct DeviceCounters {
     pub reopens: u64,
     /// Engine panics caught in the callback.
     pub engine_failures: u64,
+    /// Allocations made inside the audio callback (there must be none).
+    pub audio_allocs: u64,
 }
 
 pub struct Supervisor {
@@ -151,6 +153,7 @@ impl Supervisor {
         }
         c.losses = self.losses;
         c.reopens = self.reopens;
+        c.audio_allocs = crate::alloc_watch::AUDIO_ALLOCATIONS.load(Relaxed);
         c
     }
 
