@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use carillon::config::Config;
 use carillon::event::{Event, EventKind};
@@ -59,10 +60,10 @@ pub fn wikimon_frame(data: &[u8]) {
 pub fn replay_lines(data: &[u8]) {
     let text = text(data);
     for (t, _) in replay::timed_lines(&text) {
-        // `pace` turns each time into a `Duration`, which cannot be infinite or negative.
+        // `pace` waits for each time as a `Duration`: finite, not negative, and in range.
         assert!(
-            t.is_finite() && t >= 0.0,
-            "a replay time must be finite and not negative, got {t}"
+            Duration::try_from_secs_f64(t).is_ok(),
+            "a replay time must be a duration, got {t}"
         );
     }
     for line in text.lines() {
