@@ -4,6 +4,8 @@
 //! A message's time is its `_t` field (seconds from the start) if present, else its
 //! EventStreams `timestamp` (Unix seconds) or `meta.dt` (RFC 3339), taken relative to
 //! the first message; a message with none of these comes one second after the previous.
+//! A time that is not finite, or further than a century from the start, is no recording's
+//! and is read as absent: the files are outside input, and pacing needs a real duration.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,6 +16,9 @@ use super::wikimon::{parse_any, ParseError};
 use super::Delivery;
 use crate::event::Event;
 
+/// The longest a replay file may run, in its own seconds.
+const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
+
 #[derive(Debug, Error)]
 #[error("cannot read replay file {path}: {source}")]
 pub struct ReplayError {
@@ -21,7 +26,8 @@ pub struct ReplayError {
     pub source: std::io::Error,
 }
 
-/// A message's time in seconds from the start of the file, and the event or why not.
+/// A message's time in seconds from the start of the file (finite, not negative, at most
+/// a century), and the event or why not.
 pub type Timed = (f64, Result<Event, ParseError>);
 
 /// Read a replay file: every line, timed, parsed or not.
@@ -53,7 +59,10 @@ pub fn timed_lines(text: &str) -> Vec<Timed> {
             let first = *first_abs.get_or_insert(abs);
             Some(abs - first)
         });
-        let t = stamp.unwrap_or(last + 1.0).max(0.0);
+        let t = stamp
+            .filter(|t| t.is_finite() && *t <= CENTURY)
+            .unwrap_or(last + 1.0)
+            .max(0.0);
         last = t;
         out.push((t, parse_any(line)));
     }
@@ -102,7 +111,15 @@ pub async fn pace(events: impl Iterator<Item = Timed>, speed: f64, out: Delivery
     let start = Instant::now();
     let speed = if speed > 0.0 { speed } else { 1.0 };
     for (t, event) in events {
-        let due = start + Duration::from_secs_f64(t / speed);
+        // A very slow speed can put a time past what a clock counts: that event is never
+        // due, and neither is the rest of the replay.
+        let Some(due) = Duration::try_from_secs_f64(t / speed)
+            .ok()
+            .and_then(|d| start.checked_add(d))
+        else {
+            std::future::pending::<()>().await;
+            return;
+        };
         tokio::time::sleep_until(due.into()).await;
         match event {
             Ok(event) => out.send(event),
@@ -136,6 +153,38 @@ mod tests {
         );
         let t: Vec<f64> = timed_lines(text).iter().map(|x| x.0).collect();
         assert_eq!(t, vec![0.0, 3.0, 4.0]);
+    }
+
+    #[test]
+    fn times_out_of_any_recording_are_read_as_absent() {
+        // Stamps at the ends of f64 put the second one an infinite time after the first.
+        let text = concat!(
+            r#"{"type":"edit","title":"A","timestamp":-1e308}"#,
+            "\n",
+            r#"{"type":"edit","title":"B","timestamp":1e308}"#,
+            "\n",
+            r#"{"_t":1e300,"page_title":"C"}"#,
+            "\n"
+        );
+        let t: Vec<f64> = timed_lines(text).iter().map(|x| x.0).collect();
+        assert_eq!(t, vec![0.0, 1.0, 2.0]);
+    }
+
+    #[tokio::test]
+    async fn a_time_past_the_clock_never_comes_and_does_not_panic() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let out = Delivery {
+            tx,
+            stats: Default::default(),
+        };
+        let events =
+            timed_lines("{\"_t\":0,\"page_title\":\"A\"}\n{\"_t\":1,\"page_title\":\"B\"}\n");
+        let paced = pace(events.into_iter(), 1e-300, out);
+        // The first event is due at once; the second, 1e300 s later, never.
+        assert!(tokio::time::timeout(Duration::from_millis(200), paced)
+            .await
+            .is_err());
+        assert_eq!(rx.try_iter().count(), 1);
     }
 
     #[test]

@@ -152,7 +152,8 @@ pub fn parse_recentchange(text: &str) -> Result<Event, ParseError> {
     let size = rc
         .length
         .as_ref()
-        .map(|l| l.new.unwrap_or(0) - l.old.unwrap_or(0))
+        // Lengths come from the wire: a forged pair must not overflow the subtraction.
+        .map(|l| l.new.unwrap_or(0).saturating_sub(l.old.unwrap_or(0)))
         .unwrap_or(0);
     let kind = match rc.kind.as_str() {
         "edit" | "new" => Event::kind_for_size(size),
@@ -273,6 +274,14 @@ mod tests {
             (e.kind, e.size, e.title.as_str()),
             (EventKind::Removal, -6, "A")
         );
+    }
+
+    #[test]
+    fn lengths_at_the_ends_of_i64_saturate() {
+        let line = r#"{"type":"edit","title":"A","length":{"old":-1,"new":9223372036854775807}}"#;
+        assert_eq!(parse_recentchange(line).unwrap().size, i64::MAX);
+        let line = r#"{"type":"edit","title":"A","length":{"old":1,"new":-9223372036854775808}}"#;
+        assert_eq!(parse_recentchange(line).unwrap().size, i64::MIN);
     }
 
     #[test]
