@@ -85,6 +85,8 @@ pub fn run(o: &SilenceBenchOptions) -> anyhow::Result<SilenceReport> {
     let per_stretch = ((o.stretch * f64::from(o.sample_rate)) as usize / o.buffer_frames).max(1);
     // Whole stretches only, so that every row sums up as many buffers.
     let buffers = per_stretch * (o.seconds / o.stretch).round().max(1.0) as usize;
+    // A first stretch, thrown away, so that neither run pays for cold caches.
+    timeline(o, per_stretch, true)?;
     let with = timeline(o, buffers, true)?;
     let without = timeline(o, buffers, false)?;
     let rows = with
