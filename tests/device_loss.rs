@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use carillon::ingest::replay::parse_rfc3339;
 use support::{
-    onsets, read_wav_lenient, spawn_carillon, wikimon_edit, DeviceTap, JackServer, RunOutput, Step,
-    TempDir, WsServer,
+    onsets, spawn_carillon, wikimon_edit, DeviceTap, JackServer, RunOutput, Step, TempDir, WsServer,
 };
 
 /// An edit every 250 ms for `seconds`, after half a second.
@@ -84,23 +82,7 @@ fn assert_lost_and_back(out: &RunOutput, back: SystemTime, sent: u64) {
     );
     // Two streams, two audio threads: neither callback allocated.
     assert_eq!(s.get("audio_allocs"), 0, "{:?}", s.fields);
-    let accounted = [
-        "notes",
-        "silenced",
-        "throttled",
-        "filtered",
-        "engine_full",
-        "backlog",
-    ]
-    .iter()
-    .map(|k| s.get(k))
-    .sum::<u64>();
-    assert_eq!(
-        accounted,
-        s.get("events"),
-        "every event is accounted for: {:?}",
-        s.fields
-    );
+    s.assert_every_event_accounted_for();
 }
 
 #[test]
@@ -172,15 +154,7 @@ fn the_jack_host_plays_again_after_its_server_stops_and_returns() {
         &format!("cpal_client_{}_out:", carillon.pid()),
         Duration::from_secs(5),
     );
-    let dir = TempDir::new("jack-rec");
-    let wav_path = dir.path().join("back.wav");
-    let mut rec = Command::new(support::require_tool("jack_rec", "jackd2"));
-    rec.arg("-f")
-        .arg(&wav_path)
-        .args(["-d", "4", "-b", "16"])
-        .args(&ports)
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    let recorded = support::run_command(rec, Duration::from_secs(20));
+    let wav = jack.record(&ports, 4);
     let out = carillon.wait(Duration::from_secs(40));
     assert_lost_and_back(&out, back, 52);
     assert!(
@@ -188,12 +162,6 @@ fn the_jack_host_plays_again_after_its_server_stops_and_returns() {
         "the JACK host says why the stream ended\n{}",
         out.stderr
     );
-    let wav = read_wav_lenient(&wav_path).unwrap_or_else(|e| {
-        panic!(
-            "jack_rec wrote no readable WAV ({e}); it said:\n{}{}",
-            recorded.stdout, recorded.stderr
-        )
-    });
     let found = onsets(&wav.mono(), wav.sample_rate);
     assert!(
         found.len() >= 6,

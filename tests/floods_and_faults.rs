@@ -114,23 +114,7 @@ fn a_flood_of_10_000_edits_a_second_stays_calm_bounded_and_cheap() {
         server.log()
     );
     assert_eq!(s.get("events") + s.get("malformed"), sent, "{:?}", s.fields);
-    let accounted = [
-        "notes",
-        "filtered",
-        "throttled",
-        "engine_full",
-        "backlog",
-        "silenced",
-    ]
-    .iter()
-    .map(|k| s.get(k))
-    .sum::<u64>();
-    assert_eq!(
-        accounted,
-        s.get("events"),
-        "counters add up: {:?}",
-        s.fields
-    );
+    s.assert_every_event_accounted_for();
     // At most ~60 notes start per second, whatever their kind: the throttle's 50 a
     // second plus a few swells.
     let per_second = s.get("notes") as f64 / wall.as_secs_f64().max(seconds as f64);
@@ -151,16 +135,14 @@ fn a_flood_of_10_000_edits_a_second_stays_calm_bounded_and_cheap() {
         "carillon's peak memory grew by {:.1} MB during the flood",
         grew as f64 / 1e6
     );
-    for key in [
+    s.assert_zero(&[
         "xruns",
         "late",
         "clamped",
         "nonfinite",
         "bus_resets",
         "audio_allocs",
-    ] {
-        assert_eq!(s.get(key), 0, "{key} during the flood: {:?}", s.fields);
-    }
+    ]);
     // When the flood is over, single edits sound as single notes again: the last
     // three onsets of the recording are the three edits sent 0.7 s apart (the flood's
     // own last notes and swells may still ring before them).

@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    assert_callbacks_every, cents, expected, latency_row, onsets, read_wav_lenient, run_carillon,
-    run_command, spawn_carillon, spectrum_peak, wikimon_edit, JackServer, Step, TempDir, WsServer,
+    assert_callbacks_every, cents, expected, latency_row, onsets, run_carillon, spawn_carillon,
+    spectrum_peak, wikimon_edit, JackServer, Step, WsServer,
 };
 
 /// Long periods (21 ms): JACK's clients here run without real-time priority, so a
@@ -54,15 +53,7 @@ fn plays_straight_into_jack_at_the_server_period() {
         Duration::from_secs(10),
     );
     assert_eq!(ports.len(), 2, "carillon's JACK ports: {ports:?}");
-    let dir = TempDir::new("jack-rec");
-    let wav_path = dir.path().join("jack.wav");
-    let mut rec = Command::new(support::require_tool("jack_rec", "jackd2"));
-    rec.arg("-f")
-        .arg(&wav_path)
-        .args(["-d", "4", "-b", "16"])
-        .args(&ports)
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    let recorded = run_command(rec, Duration::from_secs(20));
+    let wav = jack.record(&ports, 4);
     let out = carillon.wait(Duration::from_secs(20));
     out.assert_success();
     assert!(
@@ -72,12 +63,6 @@ fn plays_straight_into_jack_at_the_server_period() {
     );
     assert_eq!(out.summary().get("notes"), 2, "{}", out.stderr);
 
-    let wav = read_wav_lenient(&wav_path).unwrap_or_else(|e| {
-        panic!(
-            "jack_rec wrote no readable WAV ({e}); it said:\n{}{}",
-            recorded.stdout, recorded.stderr
-        )
-    });
     let mono = wav.mono();
     let rate = wav.sample_rate as usize;
     let found = onsets(&mono, wav.sample_rate);

@@ -152,30 +152,13 @@ fn a_whole_day_replayed_keeps_memory_flat_and_ends_with_no_voice_left() {
         s.fields
     );
     assert_eq!(s.get("malformed"), 0, "{:?}", s.fields);
-    let accounted = [
-        "notes",
-        "filtered",
-        "throttled",
-        "engine_full",
-        "backlog",
-        "silenced",
-    ]
-    .iter()
-    .map(|k| s.get(k))
-    .sum::<u64>();
-    assert_eq!(
-        accounted,
-        s.get("events"),
-        "counters add up: {:?}",
-        s.fields
-    );
-    for key in [
+    s.assert_every_event_accounted_for();
+    s.assert_zero(&[
         "late",
         "clamped",
         "nonfinite",
         "bus_resets",
         "device_losses",
-    ] {
-        assert_eq!(s.get(key), 0, "{key}: {:?}", s.fields);
-    }
+        "audio_allocs",
+    ]);
 }

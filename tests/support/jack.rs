@@ -5,8 +5,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::run_command;
 use super::tempdir::{unique_name, TempDir};
 use super::tools::require_tool;
+use super::wav::{read_wav_lenient, Wav};
 
 /// The rate of every server the harness starts (and of the ALSA tap).
 pub const SAMPLE_RATE: u32 = 48_000;
@@ -155,6 +157,26 @@ impl JackServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Records `ports` for `seconds` with `jack_rec` (16-bit WAV) and returns what it
+    /// recorded; panics with what `jack_rec` said if it wrote nothing readable.
+    pub fn record(&self, ports: &[String], seconds: u32) -> Wav {
+        let dir = TempDir::new("jack-rec");
+        let wav_path = dir.path().join("recorded.wav");
+        let mut rec = Command::new(require_tool("jack_rec", "jackd2"));
+        rec.arg("-f")
+            .arg(&wav_path)
+            .args(["-d", &seconds.to_string(), "-b", "16"])
+            .args(ports)
+            .envs(self.env());
+        let recorded = run_command(rec, Duration::from_secs(u64::from(seconds) + 16));
+        read_wav_lenient(&wav_path).unwrap_or_else(|e| {
+            panic!(
+                "jack_rec wrote no readable WAV ({e}); it said:\n{}{}",
+                recorded.stdout, recorded.stderr
+            )
+        })
     }
 
     pub fn period_frames(&self) -> u32 {

@@ -95,6 +95,35 @@ impl Summary {
         Some(Summary { fields })
     }
 
+    /// Panics unless every event is accounted for: each is a note, filtered out,
+    /// throttled, silenced (no device), or dropped at a full queue.
+    pub fn assert_every_event_accounted_for(&self) {
+        let accounted: u64 = [
+            "notes",
+            "filtered",
+            "throttled",
+            "silenced",
+            "engine_full",
+            "backlog",
+        ]
+        .iter()
+        .map(|k| self.get(k))
+        .sum();
+        assert_eq!(
+            accounted,
+            self.get("events"),
+            "the counters do not add up to the events: {:?}",
+            self.fields
+        );
+    }
+
+    /// Panics naming the first of `keys` that is not zero.
+    pub fn assert_zero(&self, keys: &[&str]) {
+        for key in keys {
+            assert_eq!(self.get(key), 0, "{key}: {:?}", self.fields);
+        }
+    }
+
     /// The counter `key`; panics naming the key and the whole summary if it is
     /// missing or not a number.
     pub fn get(&self, key: &str) -> u64 {
