@@ -333,6 +333,12 @@ fn a_server_that_drops_every_two_seconds_is_followed_without_growing() {
     let out = carillon.wait(Duration::from_secs(seconds + 30));
     out.assert_success();
     let s = out.summary();
+    eprintln!(
+        "flapping for {seconds} s: peak resident {:.2} MB once warm, {:.2} MB at the end; {:?}",
+        warm as f64 / 1e6,
+        end as f64 / 1e6,
+        s.fields
+    );
     let connects = s.get("connects");
     assert!(
         connects >= seconds / 4,
