@@ -336,12 +336,17 @@ impl AudioHalf {
     }
 }
 
-/// Whether every sample is finite: a NaN or an infinity times zero is NaN, and the
-/// sum of the products stays 0 only if there was none (one multiply-add per sample,
-/// which vectorizes, where a per-sample branch would not).
+/// Whether every sample is finite. A float is NaN or infinite exactly when its bits,
+/// less the sign, are at least those of infinity; the largest of them tells for the
+/// whole slice, and an integer maximum vectorizes (a float sum, bound to its order,
+/// would not, and cost a fifth of the engine's time at 256 voices).
 #[inline]
 fn all_finite(samples: &[f32]) -> bool {
-    samples.iter().fold(0.0f32, |acc, &s| acc + s * 0.0) == 0.0
+    samples
+        .iter()
+        .map(|s| s.to_bits() & 0x7fff_ffff)
+        .max()
+        .is_none_or(|m| m < 0x7f80_0000)
 }
 
 /// Equal-power pan: -1 left, 0 centre, 1 right.
