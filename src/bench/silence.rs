@@ -3,8 +3,9 @@
 //! One célesta note is struck, then the engine renders buffer after buffer with nothing
 //! more to play, for as long as asked: first the note rings, then only the reverb's and
 //! the filters' tails are left, decaying through the subnormal floats towards zero. Each
-//! buffer is timed, once with flush-to-zero (as the engine always runs) and once
-//! without, and the costs are summed up per stretch of time after the note.
+//! buffer is timed on two engines, one with flush-to-zero (as the engine always runs)
+//! and one without, rendering in turns, and the costs are summed up per stretch of time
+//! after the note.
 
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use super::Timing;
 use crate::config::Config;
-use crate::engine::engine;
+use crate::engine::{engine, AudioHalf, ControlHalf};
 use crate::event::EventKind;
 use crate::instrument::Instruments;
 use crate::score::{InstrumentId, Note};
@@ -42,12 +43,8 @@ pub struct SilenceReport {
     pub rows: Vec<SilenceRow>,
 }
 
-/// The cost of every buffer from the note on, with or without flush-to-zero.
-fn timeline(
-    o: &SilenceBenchOptions,
-    buffers: usize,
-    flush: bool,
-) -> anyhow::Result<Vec<std::time::Duration>> {
+/// An engine with one célesta note struck at frame 0.
+fn struck(o: &SilenceBenchOptions, flush: bool) -> anyhow::Result<(ControlHalf, AudioHalf)> {
     let config = Config::defaults();
     let sr = f64::from(o.sample_rate);
     let (mut control, mut audio) = engine(&config.engine, Instruments::built_in()?, sr);
@@ -64,16 +61,7 @@ fn timeline(
     control
         .play(&note, 0)
         .map_err(|e| anyhow::anyhow!("cannot schedule the note: {e}"))?;
-    let mut out = vec![0.0f32; o.buffer_frames * 2];
-    let mut costs = Vec::with_capacity(buffers);
-    for _ in 0..buffers {
-        let started = Instant::now();
-        audio.render(&mut out, 2);
-        costs.push(started.elapsed());
-        control.collect();
-    }
-    std::hint::black_box(&out);
-    Ok(costs)
+    Ok((control, audio))
 }
 
 pub fn run(o: &SilenceBenchOptions) -> anyhow::Result<SilenceReport> {
@@ -85,10 +73,21 @@ pub fn run(o: &SilenceBenchOptions) -> anyhow::Result<SilenceReport> {
     let per_stretch = ((o.stretch * f64::from(o.sample_rate)) as usize / o.buffer_frames).max(1);
     // Whole stretches only, so that every row sums up as many buffers.
     let buffers = per_stretch * (o.seconds / o.stretch).round().max(1.0) as usize;
-    // A first stretch, thrown away, so that neither run pays for cold caches.
-    timeline(o, per_stretch, true)?;
-    let with = timeline(o, buffers, true)?;
-    let without = timeline(o, buffers, false)?;
+    // The two engines render in turns, buffer by buffer, so that whatever else the
+    // machine does weighs on both alike.
+    let mut engines = [struck(o, true)?, struck(o, false)?];
+    let mut out = vec![0.0f32; o.buffer_frames * 2];
+    let mut costs = [Vec::with_capacity(buffers), Vec::with_capacity(buffers)];
+    for _ in 0..buffers {
+        for ((control, audio), costs) in engines.iter_mut().zip(costs.iter_mut()) {
+            let started = Instant::now();
+            audio.render(&mut out, 2);
+            costs.push(started.elapsed());
+            control.collect();
+        }
+    }
+    std::hint::black_box(&out);
+    let [with, without] = costs;
     let rows = with
         .chunks(per_stretch)
         .zip(without.chunks(per_stretch))
