@@ -371,3 +371,48 @@ fn a_server_that_drops_every_two_seconds_is_followed_without_growing() {
         connects
     );
 }
+
+#[test]
+fn a_60_mib_frame_costs_carillon_no_memory_and_is_hung_up_on() {
+    let huge = format!("{{\"page_title\": \"{}\"}}", "x".repeat(60 << 20));
+    let server = WsServer::start_per_connection(vec![
+        vec![Step::sleep_ms(1500), Step::text(huge), Step::sleep_ms(5000)],
+        vec![
+            Step::sleep_ms(300),
+            Step::text(wikimon_edit("After", 90, "Main")),
+            Step::sleep_ms(5000),
+        ],
+    ]);
+    let (carillon, _jack, _tap) = play_impatient(&server.url(), 5, 30);
+    let pid = carillon.pid();
+    assert!(
+        server.wait_for_connections(1, Duration::from_secs(10)),
+        "carillon never connected"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let before = status_bytes(pid, "VmHWM");
+    assert!(
+        server.wait_for_connections(2, Duration::from_secs(10)),
+        "carillon should hang up on the frame and come back: {:?}",
+        server.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let after = status_bytes(pid, "VmHWM");
+    let out = carillon.wait(Duration::from_secs(30));
+    out.assert_success();
+    let grew = after.saturating_sub(before);
+    eprintln!(
+        "a 60 MiB frame: peak resident {:.2} → {:.2} MB",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    assert!(
+        grew < 4 << 20,
+        "a 60 MiB frame made carillon's peak memory grow {:.1} MB",
+        grew as f64 / 1e6
+    );
+    let s = out.summary();
+    for (key, expected) in [("oversized", 1), ("connects", 2), ("notes", 1)] {
+        assert_eq!(s.get(key), expected, "{key} in {:?}", s.fields);
+    }
+}
