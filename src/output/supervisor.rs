@@ -78,14 +78,12 @@ pub struct Supervisor {
     /// The stream's callback count at the last poll, and when it last moved.
     callbacks: u64,
     progress_at: Instant,
-    /// Counters of streams already closed.
+    /// Counters of streams already closed, and of losses and reopenings.
     past: DeviceCounters,
     /// A device that comes and goes gets at most one loss line a minute, and its
     /// return is told only when its loss was.
     loss_lines: Repeated,
     announced: bool,
-    losses: u64,
-    reopens: u64,
 }
 
 impl Supervisor {
@@ -111,8 +109,6 @@ impl Supervisor {
             past: DeviceCounters::default(),
             loss_lines: Repeated::new(Duration::from_secs(60)),
             announced: true,
-            losses: 0,
-            reopens: 0,
         };
         match DeviceOutput::start(&supervisor.request, audio) {
             Ok(stream) => supervisor.playing(stream, now),
@@ -151,8 +147,6 @@ impl Supervisor {
             c.errors += s.health.errors.load(Relaxed);
             c.engine_failures += u64::from(s.health.failed.load(Relaxed));
         }
-        c.losses = self.losses;
-        c.reopens = self.reopens;
         c.audio_allocs = crate::alloc_watch::AUDIO_ALLOCATIONS.load(Relaxed);
         c
     }
@@ -219,7 +213,7 @@ impl Supervisor {
         self.past.xruns += h.xruns.load(Relaxed);
         self.past.errors += h.errors.load(Relaxed);
         self.past.engine_failures += u64::from(h.failed.load(Relaxed));
-        self.losses += 1;
+        self.past.losses += 1;
         self.state = DeviceState::Lost;
         self.down_since = now;
         self.next_reminder = now + REMINDER;
@@ -261,7 +255,7 @@ impl Supervisor {
         match result {
             Ok(stream) if !self.announced => {
                 tracing::debug!("audio output back on {:?}", stream.name);
-                self.reopens += 1;
+                self.past.reopens += 1;
                 self.playing(stream, Instant::now());
             }
             Ok(stream) => {
@@ -278,7 +272,7 @@ impl Supervisor {
                     stream.sample_rate,
                     stream.buffer_frames
                 );
-                self.reopens += 1;
+                self.past.reopens += 1;
                 self.playing(stream, Instant::now());
             }
             Err(e) => {
