@@ -1,4 +1,4 @@
-//! Losing the audio device and getting it back, on a real JACK server that the tests
+//! Losing the audio device for 3 s and getting it back, on a real JACK server that the tests
 //! stop and start again while the real binary plays a live websocket feed: through
 //! the ALSA route (cpal's ALSA host into ALSA's `jack` plugin, recorded by the WAV tap)
 //! and straight into JACK (`--host jack`, recorded with `jack_rec`). Also a device
@@ -104,8 +104,10 @@ fn the_alsa_route_plays_again_after_its_jack_server_stops_and_returns() {
         tap.env(),
     );
     std::thread::sleep(Duration::from_secs(3));
+    // Gone for 3 s: the ALSA route only notices after 1.5 s of the device's silence,
+    // and the edits of the rest of the outage are silenced.
     jack.stop();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     jack.restart();
     let back = SystemTime::now();
     let out = carillon.wait(Duration::from_secs(40));
@@ -145,8 +147,10 @@ fn the_jack_host_plays_again_after_its_server_stops_and_returns() {
         &env,
     );
     std::thread::sleep(Duration::from_secs(3));
+    // Gone for 3 s: the ALSA route only notices after 1.5 s of the device's silence,
+    // and the edits of the rest of the outage are silenced.
     jack.stop();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     jack.restart();
     let back = SystemTime::now();
     // Record what carillon's new ports send, once they are there.
