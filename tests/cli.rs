@@ -486,3 +486,39 @@ fn bench_silence_reports_each_stretch_with_and_without_flush_to_zero() {
         }
     }
 }
+
+#[test]
+fn new_accounts_in_the_feeds_format_of_today_welcome_a_violin_each() {
+    // The wikimon relay reads EventStreams now and sends a new account as
+    // `"action": "newusers"`: five of them, 12 s apart, between edits.
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/wikimon-newusers-today.jsonl"
+    );
+    let (wav, csv) = (scratch("today.wav"), scratch("today.csv"));
+    let source = format!("replay:{fixture}");
+    let o = carillon(&[
+        "render",
+        "--source",
+        &source,
+        "--duration",
+        "60",
+        "--notes",
+        csv.to_str().expect("utf-8 path"),
+        "-o",
+        wav.to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "render failed: {}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).expect("the note listing was written");
+    let count = |instrument: &str| {
+        text.lines()
+            .filter(|l| l.split(',').nth(1) == Some(instrument))
+            .count()
+    };
+    assert_eq!(
+        count("violin"),
+        5,
+        "five swells for five newcomers:\n{text}"
+    );
+    assert_eq!(count("celesta"), 5, "and a bell for each edit:\n{text}");
+}

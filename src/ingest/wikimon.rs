@@ -18,12 +18,11 @@ pub enum ParseError {
 
 /// Titles of the new-user log in wikimon messages.
 const NEW_USERS: &str = "Special:Log/newusers";
-/// Log actions that create an account.
+/// Log actions that create an account, in EventStreams' `log_action`.
 const ACCOUNT_CREATIONS: [&str; 4] = ["create", "create2", "byemail", "autocreate"];
 
 #[derive(Deserialize)]
 struct Wikimon {
-    action: Option<String>,
     change_size: Option<i64>,
     page_title: Option<String>,
     #[serde(default)]
@@ -52,14 +51,12 @@ pub fn parse_wikimon(text: &str) -> Result<Event, ParseError> {
 
 fn from_wikimon(m: Wikimon) -> Result<Event, ParseError> {
     let title = m.page_title.ok_or(ParseError::NotWikimon)?;
-    let action = m.action.unwrap_or_default();
     let size = m.change_size.unwrap_or(0);
+    // New accounts are keyed on the title, which both of wikimon's formats share: the
+    // IRC-era one names the log action (`create`, `autocreate`…), the EventStreams-era
+    // one says `newusers` and moves the action to `url`.
     let kind = if title == NEW_USERS {
-        if ACCOUNT_CREATIONS.contains(&action.as_str()) {
-            EventKind::NewMember
-        } else {
-            EventKind::Other
-        }
+        EventKind::NewMember
     } else if title.starts_with("Special:") {
         EventKind::Other
     } else {
@@ -247,6 +244,26 @@ mod tests {
         assert_eq!(events[0].size, 30);
         assert_eq!(events[0].title, "Chamaepetes unicolor");
         assert!(events[0].is_bot);
+    }
+
+    #[test]
+    fn new_members_are_keyed_on_the_page_title_in_both_of_wikimons_formats() {
+        // The relay's EventStreams-era message for a new account, as sent today.
+        let today = r#"{"action": "newusers", "change_size": 0, "ns": "Special", "page_title": "Special:Log/newusers", "url": "create", "user": "Newcomer"}"#;
+        let irc_era = r#"{"action": "create", "change_size": null, "ns": "Special", "page_title": "Special:Log/newusers", "user": "Newcomer"}"#;
+        for line in [today, irc_era] {
+            let e = parse_wikimon(line).expect("parses");
+            assert_eq!(
+                (e.kind, e.user.as_str()),
+                (EventKind::NewMember, "Newcomer"),
+                "{line}"
+            );
+        }
+        let other_log = r#"{"action": "delete", "change_size": null, "ns": "Special", "page_title": "Special:Log/delete"}"#;
+        assert_eq!(
+            parse_wikimon(other_log).expect("parses").kind,
+            EventKind::Other
+        );
     }
 
     #[test]
