@@ -451,12 +451,12 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         }
         control.collect();
         device.poll(&mut control);
-        let xruns = device.counters().xruns;
-        if let Some(n) = xrun_lines.count(xruns - reported_xruns, Instant::now()) {
+        let counters = device.counters();
+        if let Some(n) = xrun_lines.count(counters.xruns - reported_xruns, Instant::now()) {
             tracing::warn!("the audio device reported {n} buffer under/overruns");
         }
-        reported_xruns = xruns;
-        let reopens = device.counters().reopens + 1;
+        reported_xruns = counters.xruns;
+        let reopens = counters.reopens + 1;
         if realtime_reported_for != reopens {
             if let Some(stream) = device.stream() {
                 let realtime = stream.health.realtime.get();
