@@ -7,7 +7,7 @@ use carillon::conductor::{offline_events, render_into, RenderOptions};
 use carillon::config::Config;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
-use carillon::ingest::wikimon::{parse_any, parse_wikimon};
+use carillon::ingest::format::{parse_any, parse_wikimon};
 use carillon::ingest::SourceSpec;
 use carillon::instrument::Instruments;
 use carillon::output::null::NullSink;

@@ -15,7 +15,7 @@ use crossbeam_channel::RecvTimeoutError;
 use crate::config::{relative_to, Config};
 use crate::engine::{engine, ControlHalf, Played, BLOCK};
 use crate::ingest::replay::Timed;
-use crate::ingest::{self, Arrival, Delivery, Source, SourceSpec, TimedEvents};
+use crate::ingest::{self, Arrival, Delivery, Parsed, Source, SourceSpec, TimedEvents};
 use crate::instrument::Instruments;
 use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceRequest};
@@ -236,10 +236,12 @@ impl Summary {
 
 /// The timed events of an offline source.
 pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<TimedEvents> {
-    match Source::open(spec, seed)? {
+    let format = spec.default_format().map_err(anyhow::Error::msg)?;
+    match Source::open(spec, seed, &format)? {
         Source::Timed(events) => Ok(events),
-        Source::WebSocket(url) => bail!(
-            "render needs a source with recorded times (demo or replay:FILE), not the live feed {url}; use `carillon play` to hear a live feed"
+        live => bail!(
+            "render needs a source with recorded times (demo or replay:FILE), not the live feed {}; use `carillon play` to hear a live feed, or `carillon record` to record it",
+            live.describe()
         ),
     }
 }
@@ -288,7 +290,7 @@ pub fn render_into(
         let end = (clock + RENDER_CHUNK as u64).min(total);
         while let Some((frame, event)) = events.next_if(|(frame, _)| *frame < end) {
             match event {
-                Ok(event) => {
+                Parsed::Event(event) => {
                     Stats::add(&stats.events, 1);
                     let played = conduct(
                         &mut score,
@@ -303,7 +305,8 @@ pub fn render_into(
                         listing.note(frame, &note, &played)?;
                     }
                 }
-                Err(_) => Stats::add(&stats.malformed, 1),
+                Parsed::Skipped(kind) => stats.skip(kind),
+                Parsed::Malformed(_) => Stats::add(&stats.malformed, 1),
             }
         }
         let frames = (end - clock) as usize;
@@ -353,7 +356,8 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     if let Some(v) = opts.volume {
         engine_config.volume = v;
     }
-    let source = Source::open(&opts.source, opts.seed)?;
+    let format = opts.source.default_format().map_err(anyhow::Error::msg)?;
+    let source = Source::open(&opts.source, opts.seed, &format)?;
     let (mut control, audio) = engine(&engine_config, instruments, sr);
     let mut device = Supervisor::start(opts.device.clone(), opts.wait_for_device, audio)
         .map_err(|e: DeviceError| anyhow::anyhow!("{e}\n{NO_DEVICE_HINT}"))?;
@@ -391,10 +395,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         .thread_name("carillon-ingest")
         .build()
         .context("cannot start the network runtime")?;
-    let delivery = Delivery {
-        tx,
-        stats: stats.clone(),
-    };
+    let delivery = Delivery::new(tx, stats.clone(), 0, format);
     runtime.spawn(ingest::run(
         source,
         config.source.clone(),
@@ -542,7 +543,7 @@ impl Status {
     fn new(enabled: bool, source: &SourceSpec) -> Self {
         Self {
             enabled,
-            feed: matches!(source, SourceSpec::WebSocket(_)),
+            feed: source.is_feed(),
             last: Instant::now(),
             history: std::collections::VecDeque::with_capacity(64),
             shown: false,

@@ -2,11 +2,14 @@
 //! was skipped and why. Plain atomics, so the audio thread may update its own without
 //! locking, and the status line and final summary read them from anywhere.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Messages parsed into events.
+    /// Messages parsed into events that can sound (edits, new pages, account creations).
     pub events: AtomicU64,
     /// Notes handed to the engine.
     pub notes: AtomicU64,
@@ -31,6 +34,10 @@ pub struct Stats {
     pub silenced: AtomicU64,
     /// Whether a network source is connected right now.
     pub connected: AtomicBool,
+    /// Messages understood but of a kind that never sounds (canaries, categorizations,
+    /// other log entries…), by kind. Only the sources' tasks count these (never the
+    /// audio thread), so a lock is fine.
+    pub skipped: Mutex<BTreeMap<Cow<'static, str>, u64>>,
 }
 
 impl Stats {
@@ -42,9 +49,56 @@ impl Stats {
         counter.load(Relaxed)
     }
 
+    /// Count a message of a kind that never sounds.
+    pub fn skip(&self, kind: Cow<'static, str>) {
+        if let Ok(mut skipped) = self.skipped.lock() {
+            *skipped.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    /// The skipped kinds and their counts.
+    pub fn skipped(&self) -> BTreeMap<Cow<'static, str>, u64> {
+        self.skipped.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The counters of several sources added up.
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
+        let total = Stats::default();
+        for s in all {
+            for (sum, one) in total.counters().into_iter().zip(s.counters()) {
+                Stats::add(sum, Stats::get(one));
+            }
+            if s.connected.load(Relaxed) {
+                total.connected.store(true, Relaxed);
+            }
+            for (kind, n) in s.skipped() {
+                if let Ok(mut skipped) = total.skipped.lock() {
+                    *skipped.entry(kind).or_insert(0) += n;
+                }
+            }
+        }
+        total
+    }
+
+    fn counters(&self) -> [&AtomicU64; 11] {
+        [
+            &self.events,
+            &self.notes,
+            &self.throttled,
+            &self.filtered,
+            &self.malformed,
+            &self.oversized,
+            &self.connects,
+            &self.disconnects,
+            &self.engine_full,
+            &self.backlog,
+            &self.silenced,
+        ]
+    }
+
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
-        format!(
+        let mut line = format!(
             "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={} silenced={}",
             Self::get(&self.events),
             Self::get(&self.notes),
@@ -57,6 +111,12 @@ impl Stats {
             Self::get(&self.engine_full),
             Self::get(&self.backlog),
             Self::get(&self.silenced),
-        )
+        );
+        let skipped = self.skipped();
+        line.push_str(&format!(" skipped={}", skipped.values().sum::<u64>()));
+        for (kind, n) in skipped {
+            line.push_str(&format!(" skipped.{kind}={n}"));
+        }
+        line
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use carillon::config::Config;
 use carillon::event::{Event, EventKind};
-use carillon::ingest::{replay, wikimon};
+use carillon::ingest::{format, replay, wikimon};
 use carillon::instrument::{Instruments, Recipe};
 use carillon::score::{InstrumentId, Note, Outcome, Score};
 use fundsp::prelude::{BufferArray, BufferRef, U1};
@@ -74,10 +74,10 @@ pub fn replay_lines(data: &[u8]) {
 /// An EventStreams recentchange line, read as such and as a replay line of either format.
 pub fn recentchange(data: &[u8]) {
     let text = text(data);
-    if let Ok(event) = wikimon::parse_recentchange(&text) {
+    if let Ok(event) = format::parse_recentchange(&text) {
         score_default(&event);
     }
-    if let Ok(event) = wikimon::parse_any(&text) {
+    if let Ok(event) = format::parse_any(&text) {
         score_default(&event);
     }
 }

@@ -159,10 +159,7 @@ fn run_one(
         Source::WebSocket(url),
         config.source.clone(),
         1.0,
-        Delivery {
-            tx,
-            stats: stats.clone(),
-        },
+        Delivery::new(tx, stats.clone(), 0, crate::ingest::Format::Wikimon),
     ));
 
     let mut scheduled: Vec<(Instant, u64)> = Vec::with_capacity(o.events);

@@ -1,5 +1,11 @@
-//! Replay files: JSONL messages (wikimon or EventStreams recentchange) with their times,
-//! and pacing any timed sequence of events in real time.
+//! Replay files: JSONL messages with their times, read in the source's format (wikimon
+//! or EventStreams recentchange told apart line by line, unless the source names
+//! another), and pacing any timed sequence of events in real time.
+//!
+//! A file written by `carillon record` holds each raw message as it arrived: a line
+//! `{"_t": SECONDS, "_event": NAME, "_data": TEXT}`, after a header line
+//! `{"_record": {"format": NAME, "source": SPEC}}` that names the format to read them
+//! in. Any other line is itself the message.
 //!
 //! A message's time is its `_t` field (seconds from the start) if present, else its
 //! EventStreams `timestamp` (Unix seconds) or `meta.dt` (RFC 3339), taken relative to
@@ -12,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::wikimon::{parse_any, ParseError};
-use super::Delivery;
-use crate::event::Event;
+use crate::ingest::format::{Format, Message, Parsed};
+use crate::ingest::Delivery;
 
 /// The longest a replay file may run, in its own seconds.
 const CENTURY: f64 = 100.0 * 365.25 * 86_400.0;
@@ -27,25 +32,52 @@ pub struct ReplayError {
 }
 
 /// A message's time in seconds from the start of the file (finite, not negative, at most
-/// a century), and the event or why not.
-pub type Timed = (f64, Result<Event, ParseError>);
+/// a century), and what its format made of it.
+pub type Timed = (f64, Parsed);
 
-/// Read a replay file: every line, timed, parsed or not.
-pub fn load(path: &Path) -> Result<Vec<Timed>, ReplayError> {
+/// Read a replay file: every line, timed, parsed or not. `format` reads the lines; if
+/// it is `Auto` and the file is a recording, the format its header names does.
+pub fn load(path: &Path, format: &Format) -> Result<Vec<Timed>, ReplayError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReplayError {
         path: path.to_owned(),
         source,
     })?;
-    Ok(timed_lines(&text))
+    let recorded = match format {
+        Format::Auto => recorded_format(&text, path.parent()),
+        _ => None,
+    };
+    Ok(timed_messages(&text, recorded.as_ref().unwrap_or(format)))
 }
 
-/// Time and parse each non-empty line.
+/// The format a recording's header names, if the file starts with one.
+fn recorded_format(text: &str, dir: Option<&Path>) -> Option<Format> {
+    let first = text.lines().find(|l| !l.trim().is_empty())?;
+    let value: serde_json::Value = serde_json::from_str(first).ok()?;
+    let name = value.get("_record")?.get("format")?.as_str()?;
+    match Format::named(name, dir) {
+        Ok(format) => Some(format),
+        Err(e) => {
+            tracing::warn!("the recording names the format {name:?}, which cannot be read ({e}); reading its lines as wikimon or EventStreams");
+            None
+        }
+    }
+}
+
+/// Time and parse each non-empty line as wikimon or EventStreams.
 pub fn timed_lines(text: &str) -> Vec<Timed> {
+    timed_messages(text, &Format::Auto)
+}
+
+/// Time each non-empty line and read it in `format`.
+pub fn timed_messages(text: &str, format: &Format) -> Vec<Timed> {
     let mut out = Vec::new();
     let mut first_abs: Option<f64> = None;
     let mut last = -1.0f64;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let value: Option<serde_json::Value> = serde_json::from_str(line).ok();
+        if value.as_ref().is_some_and(|v| v.get("_record").is_some()) {
+            continue;
+        }
         let stamp = value.as_ref().and_then(|v| {
             if let Some(t) = v.get("_t").and_then(|t| t.as_f64()) {
                 return Some(t);
@@ -64,7 +96,15 @@ pub fn timed_lines(text: &str) -> Vec<Timed> {
             .unwrap_or(last + 1.0)
             .max(0.0);
         last = t;
-        out.push((t, parse_any(line)));
+        let raw = value.as_ref().and_then(|v| v.get("_data")?.as_str());
+        let parsed = match raw {
+            Some(data) => {
+                let event = value.as_ref().and_then(|v| v.get("_event")?.as_str());
+                format.parse(&Message { event, data })
+            }
+            None => format.parse(&Message::text(line)),
+        };
+        out.push((t, parsed));
     }
     out
 }
@@ -121,10 +161,7 @@ pub async fn pace(events: impl Iterator<Item = Timed>, speed: f64, out: Delivery
             return;
         };
         tokio::time::sleep_until(due.into()).await;
-        match event {
-            Ok(event) => out.send(event),
-            Err(_) => out.malformed(),
-        }
+        out.deliver(event);
     }
 }
 
@@ -173,10 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_time_past_the_clock_never_comes_and_does_not_panic() {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let out = Delivery {
-            tx,
-            stats: Default::default(),
-        };
+        let out = Delivery::new(tx, Default::default(), 0, Format::Auto);
         let events =
             timed_lines("{\"_t\":0,\"page_title\":\"A\"}\n{\"_t\":1,\"page_title\":\"B\"}\n");
         let paced = pace(events.into_iter(), 1e-300, out);
@@ -202,7 +236,7 @@ mod tests {
     fn broken_lines_are_kept_as_errors() {
         let lines = timed_lines("{\"_t\":0,\"page_title\":\"A\"}\nnot json\n");
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].1.is_ok());
-        assert!(lines[1].1.is_err());
+        assert!(matches!(lines[0].1, Parsed::Event(_)));
+        assert!(matches!(lines[1].1, Parsed::Malformed(_)));
     }
 }

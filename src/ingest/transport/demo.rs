@@ -15,6 +15,7 @@
 
 use crate::event::{Event, EventKind};
 use crate::ingest::replay::Timed;
+use crate::ingest::Parsed;
 use crate::rng::Rng;
 
 const EDITS_PER_SECOND: f64 = 2.0;
@@ -136,7 +137,7 @@ impl Iterator for Demo {
 impl Demo {
     /// The same sequence as replay lines (every one well-formed).
     pub fn timed(seed: u64) -> impl Iterator<Item = Timed> {
-        Demo::new(seed).map(|(t, e)| (t, Ok(e)))
+        Demo::new(seed).map(|(t, e)| (t, Parsed::Event(e)))
     }
 }
 

@@ -1,0 +1,97 @@
+//! The websocket client: connects to a feed and keeps connecting, forever.
+//!
+//! Dropped connections are retried with exponential backoff and jitter (reset once a
+//! connection has stayed up long enough to be called healthy). Frames that are not
+//! text, or that the source's format cannot read, are counted and skipped. The frame limit is a memory
+//! limit: the protocol layer refuses a frame (or message) over it from its header,
+//! before reading its payload, so a hostile sender costs carillon nothing; carillon
+//! then counts it as oversized, hangs up and reconnects, as it must, since the rest of
+//! that frame is still on its way.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::reconnect::Reconnect;
+use crate::config::SourceConfig;
+use crate::ingest::format::Message as Raw;
+use crate::ingest::Delivery;
+use crate::stats::Stats;
+
+/// Why a connection ended.
+enum Ended {
+    Closed,
+    Error(String),
+    Silent,
+}
+
+pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
+    let mut reconnect = Reconnect::new(url, config);
+    // The longest wait for a connection (TCP, TLS and the websocket handshake) to open,
+    // and for a message (or a ping) on an open one: a server that accepts and never
+    // answers, or stalls in the middle of a frame, is dropped and tried again.
+    let connect_timeout = Duration::from_secs(config.connect_timeout_s);
+    let silence_timeout = Duration::from_secs(config.silence_timeout_s);
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.max_frame_bytes))
+        .max_frame_size(Some(config.max_frame_bytes));
+    loop {
+        let attempt = tokio::time::timeout(
+            connect_timeout,
+            tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true),
+        )
+        .await;
+        let stream = match attempt {
+            Ok(Ok((stream, _response))) => stream,
+            Ok(Err(e)) => {
+                reconnect
+                    .down(None, &format!("cannot connect: {e}"), &out)
+                    .await;
+                continue;
+            }
+            Err(_) => {
+                reconnect.down(None, "connection timed out", &out).await;
+                continue;
+            }
+        };
+        let connected_at = reconnect.up(&out);
+        let ended = read(stream, silence_timeout, &out).await;
+        let reason = match ended {
+            Ended::Closed => "the server closed the connection".to_owned(),
+            Ended::Error(e) => format!("connection lost: {e}"),
+            Ended::Silent => format!("no message for {} s", silence_timeout.as_secs()),
+        };
+        reconnect.down(Some(connected_at), &reason, &out).await;
+    }
+}
+
+async fn read<S>(mut stream: S, silence_timeout: Duration, out: &Delivery) -> Ended
+where
+    S: StreamExt<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        let next = match tokio::time::timeout(silence_timeout, stream.next()).await {
+            Ok(next) => next,
+            Err(_) => return Ended::Silent,
+        };
+        match next {
+            None => return Ended::Closed,
+            Some(Ok(Message::Text(text))) => out.message(&Raw::text(text.as_str())),
+            Some(Ok(Message::Binary(_))) => out.malformed(),
+            Some(Ok(Message::Close(_))) => return Ended::Closed,
+            // Pings are answered by the protocol layer as the stream is read.
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+            Some(Err(WsError::Capacity(e))) => {
+                Stats::add(&out.stats.oversized, 1);
+                return Ended::Error(format!("{e}: hung up rather than read it"));
+            }
+            Some(Err(WsError::Utf8(e))) => {
+                out.malformed();
+                return Ended::Error(format!("text frame was not UTF-8: {e}"));
+            }
+            Some(Err(e)) => return Ended::Error(e.to_string()),
+        }
+    }
+}
