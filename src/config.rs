@@ -97,6 +97,8 @@ pub struct SourceConfig {
     pub connect_timeout_s: u64,
     /// A connected feed silent this long is presumed dead and reconnected (s).
     pub silence_timeout_s: u64,
+    /// How often polled sources (OpenStreetMap's replication state) are asked for news (s).
+    pub poll_interval_s: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -297,6 +299,11 @@ impl Config {
         range(
             "source.silence_timeout_s",
             src.silence_timeout_s as f64,
+            whole(1.0, 86_400.0),
+        );
+        range(
+            "source.poll_interval_s",
+            src.poll_interval_s as f64,
             whole(1.0, 86_400.0),
         );
 

@@ -32,6 +32,9 @@ pub struct Stats {
     /// Notes the score played that nobody heard: no audio device was open (lost, or
     /// not yet found), or carillon was stopping.
     pub silenced: AtomicU64,
+    /// Requests the local ingest endpoint refused (a wrong or missing signature, a body
+    /// too big, not the source's kind of request): nothing of them plays.
+    pub refused: AtomicU64,
     /// Whether a network source is connected right now.
     pub connected: AtomicBool,
     /// Messages understood but of a kind that never sounds (canaries, categorizations,
@@ -80,7 +83,7 @@ impl Stats {
         total
     }
 
-    fn counters(&self) -> [&AtomicU64; 11] {
+    fn counters(&self) -> [&AtomicU64; 12] {
         [
             &self.events,
             &self.notes,
@@ -93,13 +96,14 @@ impl Stats {
             &self.engine_full,
             &self.backlog,
             &self.silenced,
+            &self.refused,
         ]
     }
 
     /// One line, `key=value` pairs, for logs and tests.
     pub fn summary(&self) -> String {
         let mut line = format!(
-            "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={} silenced={}",
+            "events={} notes={} throttled={} filtered={} malformed={} oversized={} connects={} disconnects={} engine_full={} backlog={} silenced={} refused={}",
             Self::get(&self.events),
             Self::get(&self.notes),
             Self::get(&self.throttled),
@@ -111,6 +115,7 @@ impl Stats {
             Self::get(&self.engine_full),
             Self::get(&self.backlog),
             Self::get(&self.silenced),
+            Self::get(&self.refused),
         );
         let skipped = self.skipped();
         line.push_str(&format!(" skipped={}", skipped.values().sum::<u64>()));

@@ -270,9 +270,11 @@ pub type TimedEvents = Box<dyn Iterator<Item = replay::Timed> + Send>;
 /// missing file is reported before anything plays).
 pub enum Source {
     WebSocket(String),
+    /// `bearer`: a token sent as `Authorization: Bearer …` (Mastodon's streaming API).
     Http {
         url: String,
         lines: HttpLines,
+        bearer: Option<String>,
     },
     Osm(String),
     /// Served by the local ingest endpoint, which delivers for it: nothing to run.
@@ -292,10 +294,12 @@ impl Source {
             SourceSpec::Http { url, lines } => Source::Http {
                 url: url.clone(),
                 lines: *lines,
+                bearer: None,
             },
             SourceSpec::EventStreams { .. } => Source::Http {
                 url: EVENTSTREAMS_URL.to_owned(),
                 lines: HttpLines::Sse,
+                bearer: None,
             },
             SourceSpec::Osm(url) => Source::Osm(url.clone()),
             SourceSpec::Webhook(_) | SourceSpec::Push => Source::Endpoint,
@@ -320,7 +324,9 @@ impl Source {
 pub async fn run(source: Source, config: SourceConfig, speed: f64, out: Delivery) {
     match source {
         Source::WebSocket(url) => websocket::run(&url, &config, out).await,
-        Source::Http { url, lines } => transport::http::run(&url, lines, &config, out).await,
+        Source::Http { url, lines, bearer } => {
+            transport::http::run(&url, lines, bearer, &config, out).await
+        }
         Source::Osm(url) => transport::osm::run(&url, &config, out).await,
         Source::Endpoint => std::future::pending().await,
         Source::Timed(events) => replay::pace(events, speed, out).await,

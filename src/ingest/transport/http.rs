@@ -3,6 +3,12 @@
 use crate::config::SourceConfig;
 use crate::ingest::{Delivery, HttpLines};
 
-pub async fn run(_url: &str, _lines: HttpLines, _config: &SourceConfig, _out: Delivery) {
+pub async fn run(
+    _url: &str,
+    _lines: HttpLines,
+    _bearer: Option<String>,
+    _config: &SourceConfig,
+    _out: Delivery,
+) {
     std::future::pending::<()>().await
 }
