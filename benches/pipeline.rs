@@ -8,7 +8,7 @@ use carillon::config::Config;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
 use carillon::ingest::format::{parse_any, parse_wikimon};
-use carillon::ingest::SourceSpec;
+use carillon::ingest::plan::plan;
 use carillon::instrument::Instruments;
 use carillon::output::null::NullSink;
 use carillon::score::{InstrumentId, Note, Score};
@@ -137,8 +137,10 @@ fn offline_render(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("demo_60_s_to_null", |b| {
         let config = Config::defaults();
+        let names = Instruments::built_in().expect("instruments").names();
+        let sources = plan(&config, None, &["demo".to_owned()], &names).expect("the demo source");
         let opts = RenderOptions {
-            source: SourceSpec::Demo,
+            sources,
             duration: 60.0,
             output: std::path::PathBuf::new(),
             seed: 1,
@@ -147,7 +149,7 @@ fn offline_render(c: &mut Criterion) {
             notes: None,
         };
         b.iter(|| {
-            let events = offline_events(&opts.source, opts.seed).expect("demo events");
+            let events = offline_events(&opts.sources, opts.seed).expect("demo events");
             let mut sink = NullSink::default();
             let instruments = Instruments::built_in().expect("instruments");
             render_into(&config, instruments, events, &opts, &mut sink).expect("render");

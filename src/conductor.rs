@@ -14,8 +14,9 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::{relative_to, Config};
 use crate::engine::{engine, ControlHalf, Played, BLOCK};
-use crate::ingest::replay::Timed;
-use crate::ingest::{self, Arrival, Delivery, Parsed, Source, SourceSpec, TimedEvents};
+use crate::ingest::plan::Planned;
+use crate::ingest::record::Recorder;
+use crate::ingest::{self, Arrival, Delivery, Parsed, Source};
 use crate::instrument::Instruments;
 use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceRequest};
@@ -77,17 +78,19 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 ///
 /// With no device playing (`audible` false), the score still runs — its throttle and
 /// counters stay true to the stream — but its notes are only counted, as `silenced`.
+#[allow(clippy::too_many_arguments)]
 fn conduct(
     score: &mut Score,
     control: &mut ControlHalf,
     stats: &Stats,
+    source: usize,
     event: &crate::event::Event,
     frame: u64,
     seed: u64,
     audible: bool,
 ) -> Option<(Note, Played)> {
     let seconds = frame as f64 / control.sample_rate();
-    match score.map(event, seconds) {
+    match score.map_from(source, event, seconds) {
         Outcome::Play(_) if !audible => Stats::add(&stats.silenced, 1),
         Outcome::Play(mut note) => {
             note.seed ^= seed;
@@ -155,7 +158,8 @@ impl NoteListing {
 }
 
 pub struct RenderOptions {
-    pub source: SourceSpec,
+    /// Sources with recorded times, mixed on one timeline.
+    pub sources: Vec<Planned>,
     pub duration: f64,
     pub output: PathBuf,
     pub seed: u64,
@@ -175,7 +179,10 @@ pub struct RenderReport {
 /// Everything counted in a run, for its `summary:` line: the sources' and score's
 /// counters, the engine's, and the device's (in `play`).
 pub struct Summary {
+    /// Every source's counters added up.
     pub stats: Arc<Stats>,
+    /// Each source's own, by name.
+    pub sources: Vec<(String, Arc<Stats>)>,
     pub engine: EngineCounters,
     pub device: Option<DeviceCounters>,
 }
@@ -232,18 +239,71 @@ impl Summary {
         }
         line
     }
+
+    /// One line per source, when there are several: its name and its counters.
+    pub fn source_lines(&self) -> Vec<String> {
+        if self.sources.len() < 2 {
+            return Vec::new();
+        }
+        self.sources
+            .iter()
+            .map(|(name, stats)| format!("source {name}: {}", stats.summary()))
+            .collect()
+    }
 }
 
-/// The timed events of an offline source.
-pub fn offline_events(spec: &SourceSpec, seed: u64) -> Result<TimedEvents> {
-    let format = spec.default_format().map_err(anyhow::Error::msg)?;
-    match Source::open(spec, seed, &format)? {
-        Source::Timed(events) => Ok(events),
-        live => bail!(
-            "render needs a source with recorded times (demo or replay:FILE), not the live feed {}; use `carillon play` to hear a live feed, or `carillon record` to record it",
-            live.describe()
-        ),
+/// A source's events with their times in seconds and its index.
+type Merged = (f64, usize, Parsed);
+
+/// The timed events of offline sources, merged in time order (a tie goes to the source
+/// given first).
+pub fn offline_events(sources: &[Planned], seed: u64) -> Result<impl Iterator<Item = Merged>> {
+    let mut streams = Vec::with_capacity(sources.len());
+    for (i, planned) in sources.iter().enumerate() {
+        match Source::open(&planned.spec, seed ^ i as u64, &planned.format)? {
+            Source::Timed(events) => streams.push(events.map(move |(t, p)| (t, i, p)).peekable()),
+            live => bail!(
+                "render needs sources with recorded times (demo or replay:FILE), not the live feed {} ({}); use `carillon play` to hear a live feed, or `carillon record` to record it",
+                live.describe(),
+                planned.name
+            ),
+        }
     }
+    Ok(std::iter::from_fn(move || {
+        let next = streams
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(k, s)| s.peek().map(|(t, _, _)| (k, *t)))
+            .fold(None, |best: Option<(usize, f64)>, (k, t)| match best {
+                Some((_, bt)) if bt <= t => best,
+                _ => Some((k, t)),
+            })?;
+        streams[next.0].next()
+    }))
+}
+
+/// Per-source counters for `sources`, and the score that places each in the mix.
+fn score_for(
+    config: &Config,
+    instruments: &Instruments,
+    sources: &[Planned],
+) -> Result<(Score, Vec<Arc<Stats>>)> {
+    let mixes = sources.iter().map(|p| p.mix.clone()).collect();
+    let score = Score::with_mixes(&config.score, &instruments.names(), mixes)?;
+    let stats = sources.iter().map(|_| Arc::new(Stats::default())).collect();
+    Ok((score, stats))
+}
+
+fn named(sources: &[Planned], stats: &[Arc<Stats>]) -> Vec<(String, Arc<Stats>)> {
+    sources
+        .iter()
+        .zip(stats)
+        .map(|(p, s)| (p.name.clone(), s.clone()))
+        .collect()
+}
+
+fn added_up(stats: &[Arc<Stats>]) -> Arc<Stats> {
+    Arc::new(Stats::total(stats.iter().map(|s| s.as_ref())))
 }
 
 /// Render a source into a WAV file.
@@ -252,7 +312,7 @@ pub fn render(
     instruments: Instruments,
     opts: &RenderOptions,
 ) -> Result<RenderReport> {
-    let events = offline_events(&opts.source, opts.seed)?;
+    let events = offline_events(&opts.sources, opts.seed)?;
     let mut sink = WavSink::create(&opts.output, opts.sample_rate)
         .with_context(|| format!("cannot create {}", opts.output.display()))?;
     let report = render_into(config, instruments, events, opts, &mut sink)?;
@@ -265,37 +325,38 @@ pub fn render(
 pub fn render_into(
     config: &Config,
     instruments: Instruments,
-    events: impl Iterator<Item = Timed>,
+    events: impl Iterator<Item = Merged>,
     opts: &RenderOptions,
     sink: &mut dyn FrameSink,
 ) -> Result<RenderReport> {
     let started = Instant::now();
     let sr = opts.sample_rate as f64;
-    let mut score = Score::new(&config.score, &instruments.names())?;
+    let (mut score, stats) = score_for(config, &instruments, &opts.sources)?;
     let mut listing = match &opts.notes {
         Some(path) => Some(NoteListing::create(path, instruments.names(), sr)?),
         None => None,
     };
     let (mut control, mut audio) = engine(&config.engine, instruments, sr);
-    let stats = Arc::new(Stats::default());
     let total = (opts.duration * sr).round() as u64;
     let speed = if opts.speed > 0.0 { opts.speed } else { 1.0 };
     let mut events = events
-        .map(|(t, e)| ((t / speed * sr).round() as u64, e))
-        .take_while(|(frame, _)| *frame < total)
+        .map(|(t, source, e)| ((t / speed * sr).round() as u64, source, e))
+        .take_while(|(frame, _, _)| *frame < total)
         .peekable();
     let mut buffer = vec![0.0f32; RENDER_CHUNK * 2];
     while audio.clock() < total {
         let clock = audio.clock();
         let end = (clock + RENDER_CHUNK as u64).min(total);
-        while let Some((frame, event)) = events.next_if(|(frame, _)| *frame < end) {
+        while let Some((frame, source, event)) = events.next_if(|(frame, _, _)| *frame < end) {
+            let stats = &stats[source];
             match event {
                 Parsed::Event(event) => {
                     Stats::add(&stats.events, 1);
                     let played = conduct(
                         &mut score,
                         &mut control,
-                        &stats,
+                        stats,
+                        source,
                         &event,
                         frame,
                         opts.seed,
@@ -322,7 +383,8 @@ pub fn render_into(
         seconds_rendered: total as f64 / sr,
         wall_seconds: started.elapsed().as_secs_f64(),
         summary: Summary {
-            stats,
+            stats: added_up(&stats),
+            sources: named(&opts.sources, &stats),
             engine: EngineCounters::of(&control),
             device: None,
         },
@@ -330,7 +392,11 @@ pub fn render_into(
 }
 
 pub struct PlayOptions {
-    pub source: SourceSpec,
+    pub sources: Vec<Planned>,
+    /// Where the local ingest endpoint listens, for webhook and push sources.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Also list the scheduled notes in this CSV file.
+    pub notes: Option<PathBuf>,
     pub device: DeviceRequest,
     /// A device missing at start is waited for rather than an error.
     pub wait_for_device: bool,
@@ -351,13 +417,23 @@ const NO_DEVICE_HINT: &str = "To go on: `carillon devices` lists the outputs thi
 /// and go meanwhile: the supervisor reopens it, and the sources play on.
 pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Result<Summary> {
     let sr = opts.device.sample_rate as f64;
-    let mut score = Score::new(&config.score, &instruments.names())?;
+    let (mut score, stats) = score_for(config, &instruments, &opts.sources)?;
+    let mut listing = match &opts.notes {
+        Some(path) => Some(NoteListing::create(path, instruments.names(), sr)?),
+        None => None,
+    };
     let mut engine_config = config.engine.clone();
     if let Some(v) = opts.volume {
         engine_config.volume = v;
     }
-    let format = opts.source.default_format().map_err(anyhow::Error::msg)?;
-    let source = Source::open(&opts.source, opts.seed, &format)?;
+    let mut sources = Vec::with_capacity(opts.sources.len());
+    for (i, planned) in opts.sources.iter().enumerate() {
+        sources.push(Source::open(
+            &planned.spec,
+            opts.seed ^ i as u64,
+            &planned.format,
+        )?);
+    }
     let (mut control, audio) = engine(&engine_config, instruments, sr);
     let mut device = Supervisor::start(opts.device.clone(), opts.wait_for_device, audio)
         .map_err(|e: DeviceError| anyhow::anyhow!("{e}\n{NO_DEVICE_HINT}"))?;
@@ -386,26 +462,24 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         )
     };
 
-    let stats = Arc::new(Stats::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = crossbeam_channel::bounded::<Arrival>(4096);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .thread_name("carillon-ingest")
-        .build()
-        .context("cannot start the network runtime")?;
-    let delivery = Delivery::new(tx, stats.clone(), 0, format);
-    runtime.spawn(ingest::run(
-        source,
-        config.source.clone(),
+    let runtime = network_runtime()?;
+    start_sources(
+        &runtime,
+        config,
+        &opts.sources,
+        sources,
+        &stats,
+        tx,
         opts.speed,
-        delivery,
-    ));
+        opts.listen,
+        None,
+    )?;
     runtime.spawn(stop_on_signals(stop.clone()));
 
     let started = Instant::now();
-    let mut status = Status::new(std::io::stderr().is_terminal(), &opts.source);
+    let mut status = Status::new(std::io::stderr().is_terminal(), &opts.sources);
     let mut source_done_at: Option<Instant> = None;
     let mut xrun_lines = Repeated::new(Duration::from_secs(10));
     let mut reported_xruns = 0;
@@ -425,15 +499,20 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(arrival) => {
                 let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
-                conduct(
+                let source = usize::from(arrival.source);
+                let played = conduct(
                     &mut score,
                     &mut control,
-                    &stats,
+                    &stats[source],
+                    source,
                     &arrival.event,
                     frame,
                     opts.seed,
                     audible,
                 );
+                if let (Some(listing), Some((note, played))) = (listing.as_mut(), played) {
+                    listing.note(frame, &note, &played)?;
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -486,10 +565,12 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     // still add up to every event received.
     while let Ok(arrival) = rx.try_recv() {
         let frame = control.frame_at(arrival.at);
+        let source = usize::from(arrival.source);
         conduct(
             &mut score,
             &mut control,
-            &stats,
+            &stats[source],
+            source,
             &arrival.event,
             frame,
             opts.seed,
@@ -497,11 +578,157 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         );
     }
     control.collect();
+    if let Some(listing) = listing {
+        listing.finish()?;
+    }
     Ok(Summary {
-        stats,
+        stats: added_up(&stats),
+        sources: named(&opts.sources, &stats),
         engine: EngineCounters::of(&control),
         device: Some(device_counters),
     })
+}
+
+pub struct RecordOptions {
+    pub source: Planned,
+    pub output: PathBuf,
+    pub duration: Option<f64>,
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// What a recording saved.
+pub struct RecordReport {
+    pub messages: u64,
+    pub seconds: f64,
+    pub summary: Summary,
+}
+
+/// Save a live source's raw messages with their arrival times until Ctrl-C, SIGTERM or
+/// the duration, reading them as `play` would so that the summary says what they hold.
+pub fn record(config: &Config, opts: &RecordOptions) -> Result<RecordReport> {
+    let planned = std::slice::from_ref(&opts.source);
+    match &opts.source.spec {
+        spec if spec.is_offline() => bail!(
+            "{} already has recorded times: there is nothing to record",
+            opts.source.spec_text
+        ),
+        ingest::SourceSpec::Osm(_) => bail!(
+            "OpenStreetMap's diffs are files already kept by their server: replay them by serving its replication folder (osm:URL) rather than recording"
+        ),
+        _ => {}
+    }
+    let recorder = Arc::new(
+        Recorder::create(&opts.output, &opts.source.format, &opts.source.spec_text)
+            .with_context(|| format!("cannot create {}", opts.output.display()))?,
+    );
+    let stats = vec![Arc::new(Stats::default())];
+    let source = Source::open(&opts.source.spec, 0, &opts.source.format)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = crossbeam_channel::bounded::<Arrival>(4096);
+    let runtime = network_runtime()?;
+    start_sources(
+        &runtime,
+        config,
+        planned,
+        vec![source],
+        &stats,
+        tx,
+        1.0,
+        opts.listen,
+        Some(recorder.clone()),
+    )?;
+    runtime.spawn(stop_on_signals(stop.clone()));
+    let started = Instant::now();
+    while !stop.load(Relaxed)
+        && opts
+            .duration
+            .is_none_or(|d| started.elapsed().as_secs_f64() < d)
+    {
+        // The events are only counted (by their delivery): a recording plays nothing.
+        let _ = rx.recv_timeout(Duration::from_millis(50));
+        while rx.try_recv().is_ok() {}
+    }
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    recorder
+        .finish()
+        .with_context(|| format!("cannot write {}", opts.output.display()))?;
+    let failures = recorder.failures.load(Relaxed);
+    if failures > 0 {
+        bail!(
+            "{failures} messages could not be written to {}",
+            opts.output.display()
+        );
+    }
+    Ok(RecordReport {
+        messages: recorder.messages.load(Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        summary: Summary {
+            stats: added_up(&stats),
+            sources: named(planned, &stats),
+            engine: EngineCounters::default(),
+            device: None,
+        },
+    })
+}
+
+/// The tokio runtime the sources (and the ingest endpoint) run on.
+fn network_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("carillon-ingest")
+        .build()
+        .context("cannot start the network runtime")
+}
+
+/// Start every source on `runtime`, each delivering to `tx` with its own counters, and
+/// the local ingest endpoint if any source is received there.
+#[allow(clippy::too_many_arguments)]
+fn start_sources(
+    runtime: &tokio::runtime::Runtime,
+    config: &Config,
+    planned: &[Planned],
+    sources: Vec<Source>,
+    stats: &[Arc<Stats>],
+    tx: crossbeam_channel::Sender<Arrival>,
+    speed: f64,
+    listen: Option<std::net::SocketAddr>,
+    recorder: Option<Arc<Recorder>>,
+) -> Result<()> {
+    let mut hooks = Vec::new();
+    for (i, (source, plan)) in sources.into_iter().zip(planned).enumerate() {
+        let id = u16::try_from(i).context("too many sources")?;
+        let mut delivery = Delivery::new(tx.clone(), stats[i].clone(), id, plan.format.clone());
+        delivery.recorder = recorder.clone();
+        let source = match source {
+            Source::Http { url, lines, .. } => Source::Http {
+                url,
+                lines,
+                bearer: plan.bearer.clone(),
+            },
+            Source::Endpoint => {
+                hooks.push((
+                    plan.name.clone(),
+                    plan.spec.clone(),
+                    plan.secret.clone(),
+                    delivery,
+                ));
+                continue;
+            }
+            other => other,
+        };
+        runtime.spawn(ingest::run(source, config.source.clone(), speed, delivery));
+    }
+    if !hooks.is_empty() {
+        let Some(addr) = listen else {
+            bail!(
+                "the sources {} are received by the local ingest endpoint, which is off: set ingest.listen in the configuration (e.g. \"127.0.0.1:8090\")",
+                hooks.iter().map(|h| h.0.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        };
+        ingest::serve_endpoint(runtime, addr, hooks, config.ingest.max_body_bytes)?;
+    }
+    Ok(())
 }
 
 /// Set `stop` on Ctrl-C (SIGINT) or SIGTERM (what systemd and `kill` send): both end
@@ -530,34 +757,38 @@ async fn stop_on_signals(stop: Arc<AtomicBool>) {
     stop.store(true, Relaxed);
 }
 
-/// The one-line status on a terminal, refreshed about once a second.
+/// The one-line status on a terminal, refreshed about once a second: events a minute
+/// and feed state per source, voices playing, notes dropped, the device's state.
 struct Status {
     enabled: bool,
-    feed: bool,
+    sources: Vec<(String, bool)>,
     last: Instant,
-    history: std::collections::VecDeque<(Instant, u64)>,
+    history: std::collections::VecDeque<(Instant, Vec<u64>)>,
     shown: bool,
 }
 
 impl Status {
-    fn new(enabled: bool, source: &SourceSpec) -> Self {
+    fn new(enabled: bool, sources: &[Planned]) -> Self {
         Self {
             enabled,
-            feed: source.is_feed(),
+            sources: sources
+                .iter()
+                .map(|p| (p.name.clone(), p.spec.is_feed()))
+                .collect(),
             last: Instant::now(),
             history: std::collections::VecDeque::with_capacity(64),
             shown: false,
         }
     }
 
-    fn tick(&mut self, stats: &Stats, control: &ControlHalf, device: DeviceState) {
+    fn tick(&mut self, stats: &[Arc<Stats>], control: &ControlHalf, device: DeviceState) {
         if !self.enabled || self.last.elapsed() < Duration::from_secs(1) {
             return;
         }
         let now = Instant::now();
         self.last = now;
-        let events = Stats::get(&stats.events);
-        self.history.push_back((now, events));
+        let events: Vec<u64> = stats.iter().map(|s| Stats::get(&s.events)).collect();
+        self.history.push_back((now, events.clone()));
         while self
             .history
             .front()
@@ -565,24 +796,35 @@ impl Status {
         {
             self.history.pop_front();
         }
-        let per_minute = match self.history.front() {
+        let per_minute = |i: usize| match self.history.front() {
             Some((t, n)) if now > *t => {
-                (events - n) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
+                (events[i] - n[i]) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
             }
             _ => 0.0,
         };
-        let dropped = Stats::get(&stats.throttled)
-            + Stats::get(&stats.engine_full)
-            + Stats::get(&stats.backlog);
-        let feed = if !self.feed {
-            "local"
-        } else if stats.connected.load(Relaxed) {
-            "connected"
+        let dropped: u64 = stats
+            .iter()
+            .map(|s| Stats::get(&s.throttled) + Stats::get(&s.engine_full) + Stats::get(&s.backlog))
+            .sum();
+        let feed = |i: usize| {
+            if !self.sources[i].1 {
+                "local"
+            } else if stats[i].connected.load(Relaxed) {
+                "connected"
+            } else {
+                "reconnecting"
+            }
+        };
+        let line = if self.sources.len() == 1 {
+            format!("{:.0} events/min · feed {}", per_minute(0), feed(0))
         } else {
-            "reconnecting"
+            (0..self.sources.len())
+                .map(|i| format!("{} {:.0}/min {}", self.sources[i].0, per_minute(i), feed(i)))
+                .collect::<Vec<_>>()
+                .join(" · ")
         };
         eprint!(
-            "\r\x1b[K{per_minute:.0} events/min · {} playing · {dropped} dropped · feed {feed} · device {}",
+            "\r\x1b[K{line} · {} playing · {dropped} dropped · device {}",
             control.voices(),
             device.name()
         );

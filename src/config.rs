@@ -70,6 +70,9 @@ impl ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub source: SourceConfig,
+    /// Named sources, each with its own place in the mix; none: `source.spec` alone.
+    pub sources: std::collections::BTreeMap<String, SourceTable>,
+    pub ingest: IngestConfig,
     pub score: ScoreConfig,
     pub engine: EngineConfig,
     pub output: OutputConfig,
@@ -99,6 +102,78 @@ pub struct SourceConfig {
     pub silence_timeout_s: u64,
     /// How often polled sources (OpenStreetMap's replication state) are asked for news (s).
     pub poll_interval_s: u64,
+}
+
+/// One named source (`[sources.NAME]`): where it comes from, how its messages are read,
+/// which of its events sound, and its place in the mix. Unset keys keep the score's
+/// settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceTable {
+    pub spec: String,
+    /// The format its messages are read in: "wikimon", "eventstreams", a preset of
+    /// `config/sources/` or a rules file; empty: the spec's own.
+    pub format: String,
+    /// Centre of its notes in the stereo field, -1 (left) .. 1 (right); its notes spread
+    /// around it by `score.pan_spread`, narrowing towards the edges.
+    pub pan: f32,
+    /// Loudness of its notes relative to the others (0..4).
+    pub gain: f32,
+    /// Semitones its notes are moved by (-24..=12).
+    pub transpose: i32,
+    /// Instruments of its registers; empty: the score's.
+    pub addition: String,
+    pub removal: String,
+    pub new_member: String,
+    /// Wikis heard (EventStreams' `wiki`, e.g. "enwiki"); empty: all.
+    pub wikis: Vec<String>,
+    /// Namespaces heard; unset: `score.filter.namespaces`.
+    pub namespaces: Option<Vec<String>>,
+    /// Whether bots' edits sound; unset: `score.filter.bots`.
+    pub bots: Option<bool>,
+    /// Whether minor edits sound.
+    pub minor: bool,
+    /// Only titles matching this regular expression sound; empty: all.
+    pub title: String,
+    /// A webhook's secret, or the environment variable holding it.
+    pub secret: String,
+    pub secret_env: String,
+    /// The environment variable holding an access token, sent as a bearer token
+    /// (Mastodon's streaming API).
+    pub token_env: String,
+}
+
+impl Default for SourceTable {
+    fn default() -> Self {
+        Self {
+            spec: String::new(),
+            format: String::new(),
+            pan: 0.0,
+            gain: 1.0,
+            transpose: 0,
+            addition: String::new(),
+            removal: String::new(),
+            new_member: String::new(),
+            wikis: Vec::new(),
+            namespaces: None,
+            bots: None,
+            minor: true,
+            title: String::new(),
+            secret: String::new(),
+            secret_env: String::new(),
+            token_env: String::new(),
+        }
+    }
+}
+
+/// The local ingest endpoint, for webhooks and pushed events.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address to listen on; empty: off.
+    pub listen: String,
+    /// Largest request body, or pushed message (bytes).
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -484,6 +559,64 @@ impl Config {
                 ));
             }
         }
+        let ingest = &self.ingest;
+        out.extend(Problem::range(
+            "ingest.max_body_bytes",
+            ingest.max_body_bytes as f64,
+            whole(1024.0, 64.0 * 1024.0 * 1024.0),
+        ));
+        if !ingest.listen.is_empty() && ingest.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push(Problem::new(
+                "ingest.listen",
+                format!("{:?}", ingest.listen),
+                "is not an address: expected IP:PORT such as \"127.0.0.1:8090\", or \"\" for off",
+            ));
+        }
+        for (name, table) in &self.sources {
+            let key = |k: &str| format!("sources.{name}.{k}");
+            out.extend(Problem::range(
+                &key("pan"),
+                table.pan as f64,
+                real(-1.0, 1.0),
+            ));
+            out.extend(Problem::range(
+                &key("gain"),
+                table.gain as f64,
+                real(0.0, 4.0),
+            ));
+            out.extend(Problem::range(
+                &key("transpose"),
+                table.transpose as f64,
+                whole(-24.0, 12.0),
+            ));
+            match table.spec.parse::<crate::ingest::SourceSpec>() {
+                Err(e) => out.push(Problem::new(
+                    &key("spec"),
+                    format!("{:?}", table.spec),
+                    format!("is not a source: {e}"),
+                )),
+                Ok(crate::ingest::SourceSpec::Webhook(_) | crate::ingest::SourceSpec::Push)
+                    if ingest.listen.is_empty() =>
+                {
+                    out.push(
+                        Problem::new(
+                            &key("spec"),
+                            format!("{:?}", table.spec),
+                            "is received by the local ingest endpoint, which is off: set ingest.listen (e.g. \"127.0.0.1:8090\")",
+                        )
+                        .also("ingest.listen"),
+                    );
+                }
+                Ok(_) => {}
+            }
+            if let Err(e) = regex::Regex::new(&table.title) {
+                out.push(Problem::new(
+                    &key("title"),
+                    format!("{:?}", table.title),
+                    format!("is not a regular expression: {e}"),
+                ));
+            }
+        }
         out
     }
 }
@@ -729,6 +862,35 @@ mod tests {
         Config::from_toml(text, Path::new("site.toml"))
             .expect_err("the file should be refused")
             .to_string()
+    }
+
+    #[test]
+    fn a_sources_bad_values_are_refused_at_their_lines() {
+        let text = "[sources.en]\nspec = \"eventstreams:enwiki\"\npan = 3\n[sources.fr]\nspec = \"gopher://x\"\ntitle = \"(\"\ntranspose = 13\n";
+        let e = refusal(text);
+        assert!(
+            e.contains("site.toml:3:7: sources.en.pan = 3 is not allowed"),
+            "{e}"
+        );
+        assert!(
+            e.contains("site.toml:5:8: sources.fr.spec = \"gopher://x\" is not a source"),
+            "{e}"
+        );
+        assert!(
+            e.contains("site.toml:6:9: sources.fr.title = \"(\" is not a regular expression"),
+            "{e}"
+        );
+        assert!(
+            e.contains("site.toml:7:13: sources.fr.transpose = 13 is not allowed"),
+            "{e}"
+        );
+        let e = refusal("[sources.forge]\nspec = \"webhook:gitea\"\n");
+        assert!(
+            e.contains("sources.forge.spec") && e.contains("set ingest.listen"),
+            "{e}"
+        );
+        let e = refusal("[sources.x]\nspec = \"demo\"\nloudness = 2\n");
+        assert!(e.contains("site.toml:3:1") && e.contains("loudness"), "{e}");
     }
 
     #[test]

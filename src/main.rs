@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use carillon::bench;
 use carillon::conductor::{self, PlayOptions, RenderOptions};
 use carillon::config::{self, Config, Limits};
-use carillon::ingest::SourceSpec;
+use carillon::ingest::plan::{plan, Planned};
 use carillon::instrument::InstrumentError;
 use carillon::output::device::{self, DeviceRequest};
 
@@ -38,6 +38,9 @@ enum Command {
     Play(PlayArgs),
     /// Render a source with recorded times (demo or replay:FILE) into a WAV file.
     Render(RenderArgs),
+    /// Save a live source's raw messages with their arrival times, to replay and render
+    /// later (`--source replay:FILE`).
+    Record(RecordArgs),
     /// List audio output devices and their supported configurations.
     Devices(DevicesArgs),
     /// Measure carillon itself.
@@ -46,6 +49,23 @@ enum Command {
     /// Check a configuration file, its instruments and that every note its score can
     /// reach is playable at its sample rate, without opening a device.
     CheckConfig(CheckConfigArgs),
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Configuration file, read over the built-in defaults (for its [source] settings
+    /// and [sources.NAME] tables).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The source to record: a spec, NAME=SPEC, or a [sources.NAME] table's name.
+    #[arg(long, value_name = "SPEC")]
+    source: String,
+    /// The JSONL file to write.
+    #[arg(short, long, value_name = "FILE.jsonl")]
+    output: PathBuf,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -160,9 +180,16 @@ struct PlayArgs {
     /// Configuration file, read over the built-in defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Event source: a ws:// or wss:// URL (wikimon format), "demo", or "replay:PATH".
+    /// Event source, several times for several at once: a spec ("eventstreams:enwiki",
+    /// an http(s):// stream, a ws(s):// wikimon feed, "osm", "webhook:github", "push",
+    /// "demo", "replay:PATH"…), NAME=SPEC, or the name of a [sources.NAME] table of the
+    /// configuration. Default: the configuration's sources.
     #[arg(long, value_name = "SPEC")]
-    source: Option<String>,
+    source: Vec<String>,
+    /// Also write the notes played, one CSV line each (start_s, instrument,
+    /// frequency_hz, gain, pan, duration_s; start_s in the stream's own clock).
+    #[arg(long, value_name = "FILE.csv")]
+    notes: Option<PathBuf>,
     #[command(flatten)]
     host: HostArg,
     /// Output device name (see `carillon devices`); default: the system's default.
@@ -197,9 +224,11 @@ struct RenderArgs {
     /// Configuration file, read over the built-in defaults.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Event source: "demo" or "replay:PATH".
+    /// Event source with recorded times: "demo", "replay:PATH", NAME=SPEC, or the name
+    /// of a [sources.NAME] table; several times to mix several on one timeline.
+    /// Default: the configuration's sources.
     #[arg(long, value_name = "SPEC")]
-    source: String,
+    source: Vec<String>,
     /// Seconds of audio to render.
     #[arg(long, value_name = "SECS")]
     duration: f64,
@@ -228,8 +257,19 @@ fn load_config(path: &Option<PathBuf>) -> Result<Config> {
     })
 }
 
-fn parse_source(spec: &str) -> Result<SourceSpec> {
-    Ok(spec.parse::<SourceSpec>()?)
+/// The sources to play: the flags, else the configuration's.
+fn sources(
+    config: &Config,
+    config_path: Option<&Path>,
+    flags: &[String],
+    instruments: &carillon::instrument::Instruments,
+) -> Result<Vec<Planned>> {
+    Ok(plan(config, config_path, flags, &instruments.names())?)
+}
+
+/// Where the local ingest endpoint listens, if it is on.
+fn listen(config: &Config) -> Option<std::net::SocketAddr> {
+    config.ingest.listen.parse().ok()
 }
 
 /// A command-line value, refused like a configuration value out of its range.
@@ -252,7 +292,7 @@ fn sample_rate(flag: Option<u32>, config: &Config) -> Result<u32> {
 fn play(args: PlayArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let instruments = conductor::instruments(&config, args.config.as_deref())?;
-    let source = parse_source(args.source.as_deref().unwrap_or(&config.source.spec))?;
+    let sources = sources(&config, args.config.as_deref(), &args.source, &instruments)?;
     if let Some(d) = args.duration {
         check_positive("--duration", d)?;
     }
@@ -266,7 +306,9 @@ fn play(args: PlayArgs) -> Result<()> {
     let sample_rate = sample_rate(args.sample_rate, &config)?;
     config::check_playable(&config, &instruments, sample_rate)?;
     let opts = PlayOptions {
-        source,
+        sources,
+        listen: listen(&config),
+        notes: args.notes,
         device: DeviceRequest {
             host: args.host.or_config(&config),
             device: args
@@ -284,6 +326,9 @@ fn play(args: PlayArgs) -> Result<()> {
         seed: args.seed,
     };
     let summary = conductor::play(&config, instruments, &opts)?;
+    for line in summary.source_lines() {
+        eprintln!("{line}");
+    }
     eprintln!("summary: {}", summary.line());
     Ok(())
 }
@@ -296,7 +341,7 @@ fn render(args: RenderArgs) -> Result<()> {
     let sample_rate = sample_rate(args.sample_rate, &config)?;
     config::check_playable(&config, &instruments, sample_rate)?;
     let opts = RenderOptions {
-        source: parse_source(&args.source)?,
+        sources: sources(&config, args.config.as_deref(), &args.source, &instruments)?,
         duration: args.duration,
         output: args.output,
         seed: args.seed,
@@ -312,6 +357,43 @@ fn render(args: RenderArgs) -> Result<()> {
         report.wall_seconds,
         report.seconds_rendered / report.wall_seconds.max(1e-9),
         opts.output.display()
+    );
+    for line in report.summary.source_lines() {
+        eprintln!("{line}");
+    }
+    eprintln!("summary: {}", report.summary.line());
+    Ok(())
+}
+
+fn record(args: RecordArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
+    if let Some(d) = args.duration {
+        check_positive("--duration", d)?;
+    }
+    let instruments = conductor::instruments(&config, args.config.as_deref())?;
+    let mut planned = sources(
+        &config,
+        args.config.as_deref(),
+        std::slice::from_ref(&args.source),
+        &instruments,
+    )?;
+    let Some(source) = planned.pop() else {
+        anyhow::bail!("no source to record");
+    };
+    let report = conductor::record(
+        &config,
+        &conductor::RecordOptions {
+            source,
+            output: args.output.clone(),
+            duration: args.duration,
+            listen: listen(&config),
+        },
+    )?;
+    eprintln!(
+        "recorded {} messages in {:.1} s to {}",
+        report.messages,
+        report.seconds,
+        args.output.display()
     );
     eprintln!("summary: {}", report.summary.line());
     Ok(())
@@ -329,6 +411,8 @@ fn config_problems(file: &Path) -> Result<Vec<String>, Vec<String>> {
     })?;
     config::check_playable(&config, &instruments, config.output.sample_rate)
         .map_err(|e| lines(&e))?;
+    // Its sources' formats, rules files, instruments and secrets.
+    plan(&config, Some(file), &[], &instruments.names()).map_err(|e| vec![e.to_string()])?;
     Ok(instruments.names())
 }
 
@@ -426,6 +510,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Play(PlayArgs::default())) {
         Command::Play(args) => play(args),
         Command::Render(args) => render(args),
+        Command::Record(args) => record(args),
         Command::Devices(args) => device::list(args.host.host.as_deref())
             .map(|s| print!("{s}"))
             .map_err(Into::into),

@@ -194,9 +194,18 @@ fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
 
 #[test]
 fn an_unknown_source_is_explained() {
-    let err = failed_render(&["--source", "http://example.org"]);
+    let err = failed_render(&["--source", "gopher://example.org"]);
     assert!(
-        err.contains("ws://") && err.contains("replay:PATH"),
+        err.contains("eventstreams") && err.contains("ws(s)://") && err.contains("replay:PATH"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rendering_a_live_source_says_to_record_it() {
+    let err = failed_render(&["--source", "http://127.0.0.1:9/stream"]);
+    assert!(
+        err.contains("recorded times") && err.contains("carillon record"),
         "{err}"
     );
 }

@@ -5,6 +5,7 @@
 //! bigger the edit, the lower the note, on a pentatonic scale, with a little per-page
 //! fuzz so that edits of one size don't all land on one note.
 
+pub mod mix;
 pub mod scale;
 mod throttle;
 
@@ -14,7 +15,8 @@ use crate::config::ScoreConfig;
 use crate::event::{Event, EventKind};
 use crate::pitch;
 use crate::rng::{fnv1a, Rng};
-pub use throttle::Throttle;
+pub use mix::Mix;
+pub use throttle::{FairThrottle, Throttle};
 
 /// Listen to Wikipedia's logarithm base for mapping sizes to pitch steps.
 const LTW_BASE: f64 = 1.071_530_780_811_148_7;
@@ -58,6 +60,15 @@ pub enum ScoreError {
         name: String,
         known: String,
     },
+    #[error("sources.{source_name}.{register} = {name:?} names no instrument; known: {known}")]
+    UnknownSourceInstrument {
+        source_name: String,
+        register: &'static str,
+        name: String,
+        known: String,
+    },
+    #[error("sources.{source_name}.title is not a regular expression: {error}")]
+    BadTitle { source_name: String, error: String },
     #[error("score.{register}.base = {note:?} is not a note name such as \"C#3\"")]
     BadNote {
         register: &'static str,
@@ -75,10 +86,12 @@ pub struct Score {
     addition: Register,
     removal: Register,
     new_member: Register,
-    throttle: Throttle,
+    throttle: FairThrottle,
     /// New-member swells' own, gentler bound: they are long and loud, and an account
     /// creation spam wave would otherwise start hundreds a second.
-    swells: Throttle,
+    swells: FairThrottle,
+    /// Each source's place in the mix, by source index.
+    mixes: Vec<Mix>,
 }
 
 /// Listen to Wikipedia's pitch step for an edit size, before fuzz: 0 for the biggest
@@ -93,6 +106,18 @@ impl Score {
     /// Build a score for the given configuration; `instruments` are the engine's
     /// instrument names, in the order of their ids.
     pub fn new(config: &ScoreConfig, instruments: &[String]) -> Result<Score, ScoreError> {
+        Score::with_mixes(config, instruments, vec![Mix::default()])
+    }
+
+    /// A score for several sources, each with its mix (by source index).
+    pub fn with_mixes(
+        config: &ScoreConfig,
+        instruments: &[String],
+        mut mixes: Vec<Mix>,
+    ) -> Result<Score, ScoreError> {
+        if mixes.is_empty() {
+            mixes.push(Mix::default());
+        }
         let register = |register: &'static str, name: &str, base: &str| {
             let id = instruments.iter().position(|n| n == name).ok_or_else(|| {
                 ScoreError::UnknownInstrument {
@@ -122,25 +147,34 @@ impl Score {
                 &config.new_member.instrument,
                 &config.new_member.base,
             )?,
-            throttle: Throttle::new(config.throttle.max_notes, config.throttle.window_ms),
-            swells: Throttle::new(config.throttle.swells_max, config.throttle.swells_window_ms),
+            throttle: FairThrottle::new(
+                config.throttle.max_notes,
+                config.throttle.window_ms,
+                mixes.len(),
+            ),
+            swells: FairThrottle::new(
+                config.throttle.swells_max,
+                config.throttle.swells_window_ms,
+                mixes.len(),
+            ),
+            mixes,
             config: config.clone(),
         })
     }
 
-    /// Whether the filters let this event sound.
+    /// Whether the filters let this event of the first source sound.
     pub fn admits(&self, event: &Event) -> bool {
+        self.admits_from(0, event)
+    }
+
+    /// Whether the filters (the score's, and the source's own) let this event sound.
+    pub fn admits_from(&self, source: usize, event: &Event) -> bool {
         let f = &self.config.filter;
-        match event.kind {
-            EventKind::Other => false,
-            // Account creations are logged in the Special namespace; the namespace
-            // filter is about articles, so it does not apply to them.
-            EventKind::NewMember => true,
-            EventKind::Addition | EventKind::Removal => {
-                (f.bots || !event.is_bot)
-                    && (f.namespaces.is_empty() || f.namespaces.contains(&event.namespace))
-            }
-        }
+        self.mix(source).admits(event, &f.namespaces, f.bots)
+    }
+
+    fn mix(&self, source: usize) -> &Mix {
+        self.mixes.get(source).unwrap_or(&self.mixes[0])
     }
 
     /// The pitch step an edit of this size on this page plays: Listen to Wikipedia's
@@ -152,45 +186,58 @@ impl Score {
         (base_step(size, c.steps) + fuzz).clamp(c.min_step, c.max_step)
     }
 
-    /// Map an event arriving at stream time `at` (seconds) to what should sound.
+    /// Map an event of the first source arriving at stream time `at` (seconds) to what
+    /// should sound.
     pub fn map(&mut self, event: &Event, at: f64) -> Outcome {
-        if !self.admits(event) {
+        self.map_from(0, event, at)
+    }
+
+    /// Map an event of `source` arriving at stream time `at` (seconds) to what should
+    /// sound, in that source's place in the mix.
+    pub fn map_from(&mut self, source: usize, event: &Event, at: f64) -> Outcome {
+        if !self.admits_from(source, event) {
             return Outcome::Filtered;
         }
+        let source = if source < self.mixes.len() { source } else { 0 };
+        let mix = &self.mixes[source];
         let c = &self.config;
         let note = match event.kind {
             EventKind::NewMember => {
                 let steps = &c.new_member.steps;
                 let pick = Rng::from_text(&event.user).below(steps.len() as u64) as usize;
-                let midi = self.new_member.base_midi + scale::step_semitones(&c.scale, steps[pick]);
+                let midi = self.new_member.base_midi
+                    + scale::step_semitones(&c.scale, steps[pick])
+                    + mix.transpose;
                 Note {
-                    instrument: self.new_member.instrument,
+                    instrument: mix.new_member.unwrap_or(self.new_member.instrument),
                     frequency: pitch::midi_to_hz(midi as f64) as f32,
                     midi,
-                    velocity: c.velocity_max,
-                    pan: 0.0,
+                    velocity: c.velocity_max * mix.gain,
+                    pan: mix.place(0.0),
                     seed: fnv1a(event.user.as_bytes()),
                     kind: event.kind,
                 }
             }
             EventKind::Addition | EventKind::Removal => {
-                let register = if event.kind == EventKind::Addition {
-                    &self.addition
+                let (register, instead) = if event.kind == EventKind::Addition {
+                    (&self.addition, mix.addition)
                 } else {
-                    &self.removal
+                    (&self.removal, mix.removal)
                 };
                 let step = self.step(event.size, &event.title);
-                let midi = register.base_midi + scale::step_semitones(&c.scale, step);
+                let midi =
+                    register.base_midi + scale::step_semitones(&c.scale, step) + mix.transpose;
                 // Bigger edits sound lower and a little louder.
                 let weight = 1.0 - step as f32 / c.steps as f32;
                 let title_hash = fnv1a(event.title.as_bytes());
                 let pan = ((title_hash >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32;
                 Note {
-                    instrument: register.instrument,
+                    instrument: instead.unwrap_or(register.instrument),
                     frequency: pitch::midi_to_hz(midi as f64) as f32,
                     midi,
-                    velocity: c.velocity_min + (c.velocity_max - c.velocity_min) * weight,
-                    pan: pan * c.pan_spread,
+                    velocity: (c.velocity_min + (c.velocity_max - c.velocity_min) * weight)
+                        * mix.gain,
+                    pan: mix.place(pan * c.pan_spread),
                     seed: title_hash ^ event.size as u64,
                     kind: event.kind,
                 }
@@ -204,7 +251,7 @@ impl Score {
         } else {
             &mut self.throttle
         };
-        if !throttle.admit(at) {
+        if !throttle.admit(at, source) {
             return Outcome::Throttled;
         }
         Outcome::Play(note)
