@@ -1,0 +1,240 @@
+//! Several sources at once, and recording: the real binary mixing two recorded sources
+//! into their own channels, and `record` → `render` giving the notes a live `play` of
+//! the same feed played through the real device path.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{
+    rms, run_carillon, wikimon_edit, wikimon_newuser, DeviceTap, JackServer, Step, TempDir, Wav,
+    WsServer,
+};
+
+/// A replay file of wikimon additions at the given times (s).
+fn replay_file(path: &Path, edits: &[(f64, &str, i64)]) {
+    let lines: Vec<String> = edits
+        .iter()
+        .map(|(t, title, size)| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&wikimon_edit(title, *size, "Main")).expect("json");
+            v["_t"] = serde_json::json!(t);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("write a replay file");
+}
+
+fn read_wav(path: &Path) -> Wav {
+    support::read_wav_lenient(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn two_sources_panned_hard_left_and_right_are_heard_in_their_own_channels() {
+    let dir = TempDir::new("sources-pan");
+    let left = dir.path().join("left.jsonl");
+    let right = dir.path().join("right.jsonl");
+    // Each source's notes in its own second: the left one's at 0.5 and 2.5 s, the
+    // right one's at 1.5 and 3.5 s.
+    replay_file(&left, &[(0.5, "Left bell", 120), (2.5, "Left again", 40)]);
+    replay_file(
+        &right,
+        &[(1.5, "Right bell", 300), (3.5, "Right again", 25)],
+    );
+    let config = dir.path().join("two.toml");
+    std::fs::write(
+        &config,
+        format!(
+            // No reverb: it would (rightly) spread each note over both channels.
+            "[engine.reverb]\nwet = 0.0\n\n[sources.left]\nspec = \"replay:{}\"\npan = -1.0\n\n[sources.right]\nspec = \"replay:{}\"\npan = 1.0\n",
+            left.display(),
+            right.display()
+        ),
+    )
+    .expect("write the config");
+    let render = |name: &str, only: Option<&str>| {
+        let wav = dir.path().join(name);
+        let mut args = vec![
+            "render",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--duration",
+            "4.5",
+            "-o",
+            wav.to_str().expect("utf-8"),
+        ];
+        if let Some(only) = only {
+            args.extend(["--source", only]);
+        }
+        let out = run_carillon(&args, &[], Duration::from_secs(60));
+        out.assert_success();
+        (out, read_wav(&wav))
+    };
+    let (both, mix) = render("both.wav", None);
+    assert_eq!(both.summary().get("notes"), 4, "{}", both.stderr);
+    for name in ["left", "right"] {
+        assert!(
+            both.stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("source {name}: events=2 notes=2"))),
+            "a summary line for source {name}:\n{}",
+            both.stderr
+        );
+    }
+    let (_, left_alone) = render("left.wav", Some("left"));
+    let (_, right_alone) = render("right.wav", Some("right"));
+    // Alone, each source sounds in its own channel only (the pan law's other side is
+    // exactly zero)…
+    let peak = |x: &[f32]| x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(
+        rms(left_alone.channel(0)) > 1e-3,
+        "the left source is heard"
+    );
+    assert!(
+        rms(right_alone.channel(1)) > 1e-3,
+        "the right source is heard"
+    );
+    assert_eq!(
+        peak(left_alone.channel(1)),
+        0.0,
+        "nothing of the left source on the right"
+    );
+    assert_eq!(
+        peak(right_alone.channel(0)),
+        0.0,
+        "nothing of the right source on the left"
+    );
+    // …and in the mix each channel is that source alone.
+    for (channel, alone) in [(0, &left_alone), (1, &right_alone)] {
+        let diff: Vec<f32> = mix
+            .channel(channel)
+            .iter()
+            .zip(alone.channel(channel))
+            .map(|(a, b)| a - b)
+            .collect();
+        let (d, a) = (rms(&diff), rms(alone.channel(channel)));
+        assert!(
+            d < a * 0.01,
+            "channel {channel} of the mix is its source alone: difference {d}, signal {a}"
+        );
+    }
+}
+
+/// The notes of a `--notes` CSV: (instrument, frequency, gain, pan) and start times.
+fn notes(path: &Path) -> Vec<(String, String, String, String, f64)> {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let f: Vec<&str> = line.split(',').collect();
+            assert_eq!(f.len(), 6, "{line}");
+            (
+                f[1].to_owned(),
+                f[2].to_owned(),
+                f[3].to_owned(),
+                f[4].to_owned(),
+                f[0].parse().expect("start_s"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn record_then_render_gives_the_notes_of_the_live_play() {
+    // The same feed for every connection: ten edits and a new account, 300 ms apart.
+    let script = || {
+        let mut steps = vec![Step::sleep_ms(500)];
+        for i in 0..10 {
+            steps.push(Step::text(wikimon_edit(
+                &format!("Page {i}"),
+                [5, -40, 300, 2, -7, 1200, 64, -500, 9, 20_000][i],
+                "Main",
+            )));
+            steps.push(Step::sleep_ms(300));
+        }
+        steps.push(Step::text(wikimon_newuser("Newcomer")));
+        steps.push(Step::sleep_ms(60_000));
+        steps
+    };
+    let server = WsServer::start_with(move |_| script());
+    let url = server.url();
+    let dir = TempDir::new("sources-record");
+    let recording = dir.path().join("feed.jsonl");
+    let out = run_carillon(
+        &[
+            "record",
+            "--source",
+            &url,
+            "-o",
+            recording.to_str().expect("utf-8"),
+            "--duration",
+            "5",
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    out.assert_success();
+    assert_eq!(out.summary().get("events"), 11, "{}", out.stderr);
+
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let live_csv = dir.path().join("live.csv");
+    let live = run_carillon(
+        &[
+            "play",
+            "--source",
+            &url,
+            "--duration",
+            "5",
+            "--buffer-frames",
+            "256",
+            "--notes",
+            live_csv.to_str().expect("utf-8"),
+        ],
+        tap.env(),
+        Duration::from_secs(30),
+    );
+    live.assert_success();
+    assert_eq!(live.summary().get("notes"), 11, "{}", live.stderr);
+
+    let wav = dir.path().join("rendered.wav");
+    let rendered_csv = dir.path().join("rendered.csv");
+    let source = format!("replay:{}", recording.display());
+    let rendered = run_carillon(
+        &[
+            "render",
+            "--source",
+            &source,
+            "--duration",
+            "8",
+            "-o",
+            wav.to_str().expect("utf-8"),
+            "--notes",
+            rendered_csv.to_str().expect("utf-8"),
+        ],
+        &[],
+        Duration::from_secs(60),
+    );
+    rendered.assert_success();
+
+    let live = notes(&live_csv);
+    let rendered = notes(&rendered_csv);
+    let sound = |n: &[(String, String, String, String, f64)]| {
+        n.iter()
+            .map(|(i, f, g, p, _)| (i.clone(), f.clone(), g.clone(), p.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sound(&live), sound(&rendered), "the same notes, in order");
+    assert_eq!(live.len(), 11);
+    // And the same rhythm: the gaps between notes agree to network jitter.
+    for k in 1..live.len() {
+        let a = live[k].4 - live[k - 1].4;
+        let b = rendered[k].4 - rendered[k - 1].4;
+        assert!(
+            (a - b).abs() < 0.05,
+            "gap {k}: {a:.3} s live, {b:.3} s rendered"
+        );
+    }
+}
