@@ -686,7 +686,7 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
             "score.new_member.steps",
         ),
     ];
-    for (register, instrument, base, steps, steps_key) in registers {
+    for &(register, instrument, base, steps, steps_key) in &registers {
         let Some(recipe) = instruments.recipe(instrument) else {
             out.push(Problem::new(
                 &format!("score.{register}.instrument"),
@@ -742,6 +742,59 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                 )
                 .also("score.min_step"),
             );
+        }
+    }
+    // Each source's registers: moved by its transposition, played by its instruments
+    // where it names its own.
+    for (name, t) in &config.sources {
+        let overrides = [&t.addition, &t.removal, &t.new_member];
+        for ((register, instrument, base, steps, _), own) in registers.iter().zip(overrides) {
+            if t.transpose == 0 && own.is_empty() {
+                continue;
+            }
+            let instrument = if own.is_empty() { *instrument } else { own };
+            // An unknown instrument of a source is refused by the source plan.
+            let Some(recipe) = instruments.recipe(instrument) else {
+                continue;
+            };
+            let (Some(base_midi), Some(low), Some(high)) = (
+                parse_note(base),
+                steps.iter().map(|&st| step_semitones(&s.scale, st)).min(),
+                steps.iter().map(|&st| step_semitones(&s.scale, st)).max(),
+            ) else {
+                continue;
+            };
+            let (high, low) = (
+                base_midi + high + t.transpose,
+                base_midi + low + t.transpose,
+            );
+            let hz = |midi: i32| midi_to_hz(midi as f64) as f32 as f64;
+            let limit = recipe.highest_playable_hz(sample_rate as f64);
+            let key = format!("sources.{name}.transpose");
+            if hz(high) >= limit {
+                out.push(Problem::new(
+                    &key,
+                    t.transpose.to_string(),
+                    format!(
+                        "is too high at {sample_rate} Hz: the source's {register} register reaches {} ({:.1} Hz), \
+                         but {instrument} plays only notes below {limit:.1} Hz there ({})",
+                        note_name(high),
+                        hz(high),
+                        recipe.limit_reason(),
+                    ),
+                ));
+            }
+            if hz(low) < LOWEST_NOTE_HZ {
+                out.push(Problem::new(
+                    &key,
+                    t.transpose.to_string(),
+                    format!(
+                        "is too low: the source's {register} register reaches {} ({:.2} Hz), below {LOWEST_NOTE_HZ} Hz",
+                        note_name(low),
+                        hz(low),
+                    ),
+                ));
+            }
         }
     }
     out
@@ -1093,6 +1146,40 @@ mod tests {
         assert!(
             msg.contains("violin") && msg.contains("new_member.steps"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_source_transposed_past_its_instrument_is_refused() {
+        // The célesta reaches G#7 (3.3 kHz): a fifth up stays under its 6 kHz at 48 kHz,
+        // an octave up does not; a clavichord from C#0 two octaves down is below 8 Hz.
+        assert_eq!(
+            playable("[sources.a]\nspec = \"demo\"\ntranspose = 7\n", 48_000),
+            Ok(())
+        );
+        let e = playable("[sources.a]\nspec = \"demo\"\ntranspose = 12\n", 48_000)
+            .expect_err("refused");
+        assert!(
+            e.contains("sources.a.transpose = 12 is too high") && e.contains("celesta"),
+            "{e}"
+        );
+        let e = playable(
+            "[sources.a]\nspec = \"demo\"\ntranspose = -24\n[score.removal]\nbase = \"C#0\"\n",
+            48_000,
+        )
+        .expect_err("refused");
+        assert!(
+            e.contains("site.toml:3:13: sources.a.transpose = -24 is too low"),
+            "{e}"
+        );
+        // A source's own instrument is checked at its own register's notes: the célesta
+        // playing removals from C#1 is fine, transposed or not.
+        assert_eq!(
+            playable(
+                "[sources.a]\nspec = \"demo\"\ntranspose = 5\nremoval = \"celesta\"\n",
+                48_000
+            ),
+            Ok(())
         );
     }
 
