@@ -56,6 +56,10 @@ impl Parsed {
     /// From the older parsers' result: `Other` events and canaries are skipped kinds.
     pub fn from_result(result: Result<Event, ParseError>) -> Parsed {
         match result {
+            // Wikimon files every log entry under a `Special:Log/…` title.
+            Ok(e) if e.kind == EventKind::Other && e.title.starts_with("Special:Log/") => {
+                Parsed::Skipped(Cow::Borrowed("log"))
+            }
             Ok(e) if e.kind == EventKind::Other => Parsed::Skipped(Cow::Borrowed("other")),
             Ok(e) => Parsed::Event(e),
             Err(ParseError::Canary) => Parsed::Skipped(Cow::Borrowed("canary")),
