@@ -77,7 +77,17 @@ pub fn parse_recentchange(text: &str) -> Result<Event, ParseError> {
 
 /// Classify one recentchange event: what can sound, and what is skipped by name.
 pub fn classify(text: &str) -> Parsed {
+    classify_for(text, &[])
+}
+
+/// Classify one recentchange event of the wikis listed (`enwiki`…; every wiki when the
+/// list is empty): an event of any other wiki, whatever its kind, is skipped as
+/// `other_wiki`. EventStreams has no filter of its own: every wiki's events arrive.
+pub fn classify_for(text: &str, wikis: &[String]) -> Parsed {
     match read(text) {
+        Ok((event, _)) if !wikis.is_empty() && !wikis.contains(&event.source) => {
+            Parsed::Skipped(Cow::Borrowed("other_wiki"))
+        }
         Ok((event, None)) => Parsed::Event(event),
         Ok((_, Some(skipped))) => Parsed::Skipped(skipped),
         Err(ParseError::Canary) => Parsed::Skipped(Cow::Borrowed("canary")),
@@ -389,6 +399,30 @@ mod tests {
         );
         for broken in ["{}", r#"{"type":"edit"}"#, "[1]", "not json"] {
             assert!(matches!(classify(broken), Parsed::Malformed(_)), "{broken}");
+        }
+    }
+
+    #[test]
+    fn only_the_wikis_listed_sound_and_the_rest_are_skipped_as_other_wiki() {
+        let lines = fixtures();
+        let wikis = ["enwiki".to_owned(), "commonswiki".to_owned()];
+        let mut sources = Vec::new();
+        let mut skipped_kinds = std::collections::BTreeMap::<String, usize>::new();
+        for line in &lines {
+            match classify_for(line, &wikis) {
+                Parsed::Event(e) => sources.push(e.source),
+                Parsed::Skipped(k) => *skipped_kinds.entry(k.into_owned()).or_default() += 1,
+                Parsed::Malformed(why) => panic!("{why}: {line}"),
+            }
+        }
+        assert_eq!(sources, ["commonswiki", "commonswiki", "enwiki", "enwiki"]);
+        assert_eq!(
+            skipped_kinds,
+            skipped(&[("categorize", 1), ("other_wiki", 6)])
+        );
+        // An empty list is every wiki.
+        for line in &lines {
+            assert_eq!(classify_for(line, &[]), classify(line));
         }
     }
 
