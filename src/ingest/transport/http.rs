@@ -70,7 +70,8 @@ pub async fn run(
     let mut last_id: Option<HeaderValue> = None;
     loop {
         let mut request = client.get(url).header(ACCEPT, accept);
-        if let Some(id) = &last_id {
+        // An empty `id:` is the server forgetting the position: nothing to resume.
+        if let Some(id) = last_id.as_ref().filter(|id| !id.is_empty()) {
             request = request.header("Last-Event-ID", id.clone());
         }
         if let Some(token) = &bearer {
