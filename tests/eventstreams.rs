@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use carillon::config::{Config, SourceConfig};
 use carillon::event::{Event, EventKind};
 use carillon::ingest::transport::http;
-use carillon::ingest::{Arrival, Delivery, Format, HttpLines};
+use carillon::ingest::{Arrival, Delivery, Format, HttpLines, SourceSpec};
 use carillon::stats::Stats;
 use crossbeam_channel::Receiver;
 use support::sse::{encode, Request, SseServer, Step, Wire};
@@ -80,6 +80,26 @@ fn start(
     config: SourceConfig,
     script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
 ) -> Run {
+    start_as(
+        Format::EventStreams,
+        events,
+        wire,
+        lines,
+        bearer,
+        config,
+        script,
+    )
+}
+
+fn start_as(
+    format: Format,
+    events: Vec<(String, String)>,
+    wire: Wire,
+    lines: HttpLines,
+    bearer: Option<&str>,
+    config: SourceConfig,
+    script: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
+) -> Run {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -88,7 +108,7 @@ fn start(
     let server = rt.block_on(SseServer::start(events, wire, script));
     let (tx, rx) = crossbeam_channel::bounded(10_000);
     let stats = Arc::new(Stats::default());
-    let out = Delivery::new(tx, stats.clone(), 0, Format::EventStreams);
+    let out = Delivery::new(tx, stats.clone(), 0, format);
     let url = server.url();
     let bearer = bearer.map(str::to_owned);
     rt.spawn(async move { http::run(&url, lines, bearer, &config, out).await });
@@ -351,10 +371,48 @@ fn bytes_that_are_not_utf8_are_counted_as_malformed_and_skipped() {
     assert_eq!(run.get(|s| &s.connects), 1);
 }
 
+/// The fixture file's eleven events of 2026-04-11, with made-up offsets as ids.
+fn fixtures() -> Vec<serde_json::Value> {
+    serde_json::from_str(&corpus("wikimedia/wikimon_test_fixtures.json")).unwrap()
+}
+
+#[test]
+fn a_source_of_some_wikis_sounds_only_those() {
+    let spec: SourceSpec = "eventstreams:enwiki,commonswiki".parse().unwrap();
+    let format = spec.default_format().unwrap();
+    let events: Vec<(String, String)> = fixtures()
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (kafka_id(i as u64), v.to_string()))
+        .collect();
+    let run = start_as(
+        format,
+        events,
+        Wire::Sse,
+        HttpLines::Sse,
+        None,
+        config(30),
+        |_| vec![Step::Rest, Step::Silent],
+    );
+    let got = run.take(4, Duration::from_secs(10));
+    run.assert_nothing_more(Duration::from_millis(500));
+    let sources: Vec<&str> = got.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(sources, ["commonswiki", "commonswiki", "enwiki", "enwiki"]);
+    let skipped: Vec<(String, u64)> = run
+        .stats
+        .skipped()
+        .into_iter()
+        .map(|(k, n)| (k.into_owned(), n))
+        .collect();
+    assert_eq!(
+        skipped,
+        [("categorize".to_owned(), 1), ("other_wiki".to_owned(), 6)]
+    );
+}
+
 #[test]
 fn canaries_categorizations_and_other_logs_are_skipped_by_name() {
-    let fixtures: Vec<serde_json::Value> =
-        serde_json::from_str(&corpus("wikimedia/wikimon_test_fixtures.json")).unwrap();
+    let fixtures = fixtures();
     let mut lines: Vec<String> = fixtures.iter().map(|v| v.to_string()).collect();
     let mut canary = fixtures[0].clone();
     canary["meta"]["domain"] = "canary".into();
