@@ -164,6 +164,9 @@ impl SourceSpec {
     pub fn default_format(&self) -> Result<Format, String> {
         match self {
             SourceSpec::WebSocket(_) => Ok(Format::Wikimon),
+            SourceSpec::EventStreams { wikis } if !wikis.is_empty() => {
+                Ok(Format::EventStreamsOf(wikis.as_slice().into()))
+            }
             SourceSpec::Http { .. } | SourceSpec::EventStreams { .. } => Ok(Format::EventStreams),
             SourceSpec::Webhook(forge) => Format::named(forge.name(), None),
             SourceSpec::Push => Format::named("generic", None),

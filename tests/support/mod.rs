@@ -35,6 +35,7 @@ pub mod jack;
 pub mod process;
 pub mod procfs;
 pub mod score;
+pub mod sse;
 pub mod tempdir;
 pub mod tools;
 pub mod wav;

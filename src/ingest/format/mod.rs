@@ -73,6 +73,8 @@ impl Parsed {
 pub enum Format {
     Wikimon,
     EventStreams,
+    /// EventStreams, sounding only the wikis listed (`eventstreams:enwiki,frwiki`).
+    EventStreamsOf(Arc<[String]>),
     /// Wikimon or EventStreams, told apart line by line (replay files).
     Auto,
     /// Arbitrary JSON mapped to events by rules (a preset of `config/sources/`, or a
@@ -85,6 +87,7 @@ impl Format {
         match self {
             Format::Wikimon => Parsed::from_result(parse_wikimon(message.data)),
             Format::EventStreams => eventstreams::classify(message.data),
+            Format::EventStreamsOf(wikis) => eventstreams::classify_for(message.data, wikis),
             Format::Auto => Parsed::from_result(parse_any(message.data)),
             Format::Rules(rules) => rules.apply(message),
         }
@@ -106,7 +109,7 @@ impl Format {
     pub fn name(&self) -> String {
         match self {
             Format::Wikimon => "wikimon".into(),
-            Format::EventStreams => "eventstreams".into(),
+            Format::EventStreams | Format::EventStreamsOf(_) => "eventstreams".into(),
             Format::Auto => "auto".into(),
             Format::Rules(rules) => rules.name().to_owned(),
         }
