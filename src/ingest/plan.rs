@@ -128,9 +128,17 @@ fn resolve(
         },
         error,
     })?;
+    // An EventStreams source hears the wikis its table lists, else its spec's; the
+    // others are skipped as they arrive, as `other_wiki` (they could never sound).
+    let format = match (format, table.wikis.is_empty()) {
+        (Format::EventStreams | Format::EventStreamsOf(_), false) => {
+            Format::EventStreamsOf(table.wikis.as_slice().into())
+        }
+        (format, _) => format,
+    };
     let mut mix = Mix::from_table(name, table, instruments)?;
-    if let (SourceSpec::EventStreams { wikis }, true) = (&spec, mix.wikis.is_empty()) {
-        mix.wikis = wikis.clone();
+    if matches!(format, Format::EventStreams | Format::EventStreamsOf(_)) {
+        mix.wikis.clear();
     }
     let env = |var: &str, key: &'static str| {
         std::env::var(var).map_err(|_| PlanError::MissingEnv {
@@ -194,8 +202,9 @@ mod tests {
         let some = plan(&config, None, &flags, &names()).expect("plans");
         assert_eq!(some[0].name, "right");
         assert_eq!(some[1].name, "fr");
-        assert_eq!(some[1].mix.wikis, vec!["frwiki".to_owned()]);
-        assert!(matches!(some[1].format, Format::EventStreams));
+        assert!(
+            matches!(&some[1].format, Format::EventStreamsOf(w) if w.as_ref() == ["frwiki".to_owned()])
+        );
         assert_eq!(some[2].name, "replay:x.jsonl");
         let none = plan(&Config::defaults(), None, &[], &names()).expect("plans");
         assert_eq!(

@@ -93,10 +93,19 @@ impl Format {
         }
     }
 
-    /// The format of this name: `wikimon`, `eventstreams`, `auto`, a preset of
-    /// `config/sources/` (built into the binary), or the path of a rules file
-    /// (relative to `dir`).
+    /// The format of this name: `wikimon`, `eventstreams`, `eventstreams:WIKI,…` (only
+    /// those wikis), `auto`, a preset of `config/sources/` (built into the binary), or
+    /// the path of a rules file (relative to `dir`).
     pub fn named(name: &str, dir: Option<&std::path::Path>) -> Result<Format, String> {
+        if let Some(list) = name.strip_prefix("eventstreams:") {
+            let wikis: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect();
+            return Ok(Format::EventStreamsOf(wikis.into()));
+        }
         Ok(match name {
             "wikimon" => Format::Wikimon,
             "eventstreams" => Format::EventStreams,
@@ -109,7 +118,9 @@ impl Format {
     pub fn name(&self) -> String {
         match self {
             Format::Wikimon => "wikimon".into(),
-            Format::EventStreams | Format::EventStreamsOf(_) => "eventstreams".into(),
+            Format::EventStreams => "eventstreams".into(),
+            // So that a recording of some wikis replays as those wikis only.
+            Format::EventStreamsOf(wikis) => format!("eventstreams:{}", wikis.join(",")),
             Format::Auto => "auto".into(),
             Format::Rules(rules) => rules.name().to_owned(),
         }
