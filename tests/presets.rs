@@ -522,3 +522,38 @@ fn generic_preset_reads_carillons_own_event_json() {
         Parsed::Malformed(_)
     ));
 }
+
+#[test]
+fn the_documented_example_of_a_rules_file_reads_its_sample_lines() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let rules = Rules::named("commits.toml", Some(std::path::Path::new(dir)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = r#"{"type":"commit","repo":"ada/notes","author":{"name":"Ada"},"lines":{"added":40,"removed":3},"link":"https://git.example/c/1"}"#;
+    let e = event(rules.apply(&Message::text(line)));
+    assert_eq!(
+        summary(&e),
+        (
+            EventKind::Addition,
+            37,
+            "Ada",
+            "ada/notes",
+            "https://git.example/c/1"
+        )
+    );
+    assert!(!e.is_bot);
+    let bot = r#"{"type":"commit","repo":"a/b","author":{"name":"fixer[bot]"},"lines":{"added":1,"removed":9}}"#;
+    let e = event(rules.apply(&Message::text(bot)));
+    assert_eq!((e.kind, e.size, e.is_bot), (EventKind::Removal, -8, true));
+    let e = event(rules.apply(&Message::text(r#"{"type":"commit","repo":"a/b"}"#)));
+    assert_eq!(e.user, "anonymous");
+    assert_eq!(
+        rules.apply(&Message::text(r#"{"type":"ping"}"#)),
+        skipped("ping")
+    );
+    assert_eq!(
+        rules.apply(&Message::text(r#"{"type":"star"}"#)),
+        skipped("other")
+    );
+    let e = event(rules.apply(&Message::text(r#"{"type":"signup","user":"Bo"}"#)));
+    assert_eq!((e.kind, e.user.as_str()), (EventKind::NewMember, "Bo"));
+}
