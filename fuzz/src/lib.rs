@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use carillon::config::Config;
 use carillon::event::{Event, EventKind};
+use carillon::ingest::format::{rules, Format, Message, Parsed};
 use carillon::ingest::{format, replay, wikimon};
 use carillon::instrument::{Instruments, Recipe};
 use carillon::score::{InstrumentId, Note, Outcome, Score};
@@ -24,8 +25,10 @@ pub type Check = fn(&[u8]);
 
 /// Every fuzz target, by the name of its file in `fuzz_targets/` and of its seed folder
 /// in `corpus/`.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("wikimon_frame", wikimon_frame),
+    ("feed_message", feed_message),
+    ("rules_file", rules_file),
     ("replay_lines", replay_lines),
     ("recentchange", recentchange),
     ("config_file", config_file),
@@ -79,6 +82,48 @@ pub fn recentchange(data: &[u8]) {
     }
     if let Ok(event) = format::parse_any(&text) {
         score_default(&event);
+    }
+}
+
+/// One message of any feed: its first line is the event name the transport gave (an SSE
+/// `event:`, a webhook's event header; empty for none), the rest its data. Read in
+/// every format carillon has: the built-in ones and every rules preset.
+pub fn feed_message(data: &[u8]) {
+    let text = text(data);
+    let (event, body) = text.split_once('\n').unwrap_or(("", &text));
+    let message = Message {
+        event: (!event.is_empty()).then_some(event),
+        data: body,
+    };
+    let mut formats = vec![
+        Format::Wikimon,
+        Format::EventStreams,
+        Format::Auto,
+        Format::named("eventstreams:enwiki,frwiki", None).expect("a built-in format"),
+    ];
+    for (name, _) in rules::PRESETS {
+        formats.push(Format::named(name, None).expect("a built-in preset"));
+    }
+    for format in formats {
+        if let Parsed::Event(event) = format.parse(&message) {
+            score_default(&event);
+        }
+    }
+}
+
+/// A user's rules file, and what it makes of a few messages.
+pub fn rules_file(data: &[u8]) {
+    let Ok(rules) = rules::Rules::from_toml("fuzz", &text(data), Path::new("fuzz.toml")) else {
+        return;
+    };
+    for (event, body) in [
+        (None, r#"{"kind":"addition","size":12,"title":"A","payload":"{\"a\":[1,2]}"}"#),
+        (Some("push"), r#"{"commits":[{},{}],"ref":"refs/heads/main","a":{"b":null}}"#),
+        (None, "not json"),
+    ] {
+        if let Parsed::Event(event) = rules.apply(&Message { event, data: body }) {
+            score_default(&event);
+        }
     }
 }
 
