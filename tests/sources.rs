@@ -238,3 +238,110 @@ fn record_then_render_gives_the_notes_of_the_live_play() {
         );
     }
 }
+
+/// The hundred enwiki edits of 2023-07-29 (EventStreams), with ids from their offsets.
+fn enwiki_recentchanges() -> Vec<(String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/wikimedia/polars-guide_enwiki_recentchange_2023-07-29.ndjson"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the shared corpus file {path}: {e}"));
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (format!("[{{\"offset\":{i}}}]"), line.to_owned()))
+        .collect()
+}
+
+#[test]
+fn an_eventstreams_feed_and_a_wikimon_feed_play_at_once_each_counted() {
+    use support::sse::{SseServer, Step as SseStep, Wire};
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime for the SSE server");
+    // The EventStreams feed: ten edits every 300 ms, then quiet heartbeats.
+    let sse = runtime.block_on(SseServer::start(enwiki_recentchanges(), Wire::Sse, |_| {
+        let mut steps = vec![SseStep::Sleep(Duration::from_millis(500))];
+        for _ in 0..10 {
+            steps.push(SseStep::Events(10));
+            steps.push(SseStep::Sleep(Duration::from_millis(300)));
+        }
+        steps.push(SseStep::Heartbeats {
+            every: Duration::from_secs(1),
+            for_: Duration::from_secs(30),
+        });
+        steps
+    }));
+    // The wikimon feed: six edits and a new account.
+    let ws = WsServer::start_with(|_| {
+        let mut steps = vec![Step::sleep_ms(700)];
+        for i in 0..6 {
+            steps.push(Step::text(wikimon_edit(
+                &format!("Seite {i}"),
+                50 * (i + 1),
+                "Main",
+            )));
+            steps.push(Step::sleep_ms(250));
+        }
+        steps.push(Step::text(wikimon_newuser("Neuling")));
+        steps.push(Step::sleep_ms(60_000));
+        steps
+    });
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let en = format!("en={}", sse.url());
+    let de = format!("de={}", ws.url());
+    let out = run_carillon(
+        &[
+            "play",
+            "--source",
+            &en,
+            "--source",
+            &de,
+            "--duration",
+            "5",
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+        Duration::from_secs(40),
+    );
+    out.assert_success();
+    let line = |name: &str| {
+        let prefix = format!("source {name}: ");
+        let line = out
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no line for source {name}:\n{}", out.stderr));
+        support::Summary::parse(&format!("summary: {line}")).expect("key=value pairs")
+    };
+    let (en, de) = (line("en"), line("de"));
+    assert_eq!(
+        en.get("events"),
+        100,
+        "every EventStreams edit: {:?}",
+        en.fields
+    );
+    assert_eq!(
+        de.get("events"),
+        7,
+        "every wikimon message: {:?}",
+        de.fields
+    );
+    assert_eq!(
+        de.get("notes"),
+        7,
+        "the quiet feed is not crowded out: {:?}",
+        de.fields
+    );
+    assert!(en.get("notes") > 0, "{:?}", en.fields);
+    let total = out.summary();
+    assert_eq!(total.get("events"), 107);
+    assert_eq!(total.get("notes"), en.get("notes") + de.get("notes"));
+    assert_eq!(total.get("connects"), 2);
+    total.assert_every_event_accounted_for();
+    assert_eq!(
+        sse.requests().len(),
+        1,
+        "one connection to the EventStreams feed"
+    );
+}

@@ -117,8 +117,14 @@ pub fn rules_file(data: &[u8]) {
         return;
     };
     for (event, body) in [
-        (None, r#"{"kind":"addition","size":12,"title":"A","payload":"{\"a\":[1,2]}"}"#),
-        (Some("push"), r#"{"commits":[{},{}],"ref":"refs/heads/main","a":{"b":null}}"#),
+        (
+            None,
+            r#"{"kind":"addition","size":12,"title":"A","payload":"{\"a\":[1,2]}"}"#,
+        ),
+        (
+            Some("push"),
+            r#"{"commits":[{},{}],"ref":"refs/heads/main","a":{"b":null}}"#,
+        ),
         (None, "not json"),
     ] {
         if let Parsed::Event(event) = rules.apply(&Message { event, data: body }) {
