@@ -766,3 +766,29 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     assert_eq!(status, 200);
     assert_eq!(taps[0].next_title().await, title_of(&line));
 }
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_refused_before_the_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (base, taps) = start(
+        vec![hook("gh", HookKind::Webhook(Forge::GitHub), Some(SECRET))],
+        Limits::default(),
+    )
+    .await;
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /hooks/gh HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        10 << 20
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    // Not a byte of the body follows: the answer can only come from the length.
+    let mut answer = vec![0; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer))
+        .await
+        .expect("answered within 2 s, without waiting for the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(taps[0].refused(), 1);
+}
