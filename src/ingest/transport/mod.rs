@@ -4,6 +4,7 @@
 //! in the source's format; reconnection lives once, in `reconnect`.
 
 pub mod demo;
+pub mod endpoint;
 pub mod http;
 pub mod osm;
 pub mod reconnect;
