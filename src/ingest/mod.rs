@@ -338,13 +338,51 @@ pub async fn run(source: Source, config: SourceConfig, speed: f64, out: Delivery
 }
 
 /// Start the local ingest endpoint on `addr` for the sources received there: `hooks`
-/// are each source's name, spec, secret and delivery.
+/// are each source's name, spec, secret and delivery. A refusal to serve (an address in
+/// use, a hook without a secret on an address beyond this machine) is an error here,
+/// before anything plays.
 pub fn serve_endpoint(
     runtime: &tokio::runtime::Runtime,
     addr: std::net::SocketAddr,
     hooks: Vec<(String, SourceSpec, Option<Vec<u8>>, Delivery)>,
     max_body_bytes: usize,
 ) -> anyhow::Result<()> {
-    let _ = (runtime, addr, hooks, max_body_bytes);
-    anyhow::bail!("the local ingest endpoint is not available yet")
+    use anyhow::Context;
+    use transport::endpoint::{self, Hook, HookKind, Limits};
+    let hooks = hooks
+        .into_iter()
+        .filter_map(|(name, spec, secret, delivery)| {
+            let kind = match spec {
+                SourceSpec::Webhook(forge) => HookKind::Webhook(forge),
+                SourceSpec::Push => HookKind::Push,
+                _ => return None,
+            };
+            Some((
+                name,
+                Hook {
+                    delivery,
+                    kind,
+                    secret,
+                },
+            ))
+        })
+        .collect();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("the ingest endpoint cannot listen on {addr}"))?;
+    let limits = Limits {
+        max_body_bytes,
+        max_message_bytes: max_body_bytes,
+    };
+    let mut served = runtime.spawn(endpoint::serve(listener, hooks, limits));
+    // It checks its hooks before it serves: a refusal comes back at once.
+    match runtime.block_on(tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        &mut served,
+    )) {
+        Err(_) => Ok(()),
+        Ok(Ok(Ok(()))) => anyhow::bail!("the ingest endpoint on {addr} stopped at once"),
+        Ok(Ok(Err(e))) => Err(e).with_context(|| format!("the ingest endpoint on {addr}")),
+        Ok(Err(e)) => Err(e).with_context(|| format!("the ingest endpoint on {addr} failed")),
+    }
 }
