@@ -123,7 +123,8 @@ pub fn parse<R: BufRead>(input: R) -> Diff {
     let mut buf = Vec::new();
     let mut diff = Diff::default();
     let mut index: HashMap<u64, usize> = HashMap::new();
-    // Depth 1 is the root, 2 an action block, 3 an element of it.
+    // Depth 1 is the root, 2 an action block, 3 an element of it. Every block sets the
+    // action as it opens, so an element is always counted under its own block's.
     let mut depth = 0usize;
     let mut action: Option<Action> = None;
     let mut seen_root = false;
@@ -175,12 +176,7 @@ pub fn parse<R: BufRead>(input: R) -> Diff {
                     depth += 1;
                 }
             }
-            Xml::End(_) => {
-                depth = depth.saturating_sub(1);
-                if depth <= 1 {
-                    action = None;
-                }
-            }
+            Xml::End(_) => depth = depth.saturating_sub(1),
             Xml::Eof => {
                 if !seen_root {
                     diff.error = Some("no root element".to_owned());
