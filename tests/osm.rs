@@ -205,6 +205,8 @@ fn catches_up_at_most_three_diffs() {
     for sequence in 241..=247 {
         put_diff(root, sequence, &diff);
     }
+    // The middle one of the three fetched is told apart by its changesets.
+    put_diff(root, 246, &gzip(&corpus(DIFF_2020)));
     put_state(root, 241);
     let server = FileServer::start(root);
     let source = start(server.url());
@@ -213,7 +215,7 @@ fn catches_up_at_most_three_diffs() {
     // Six diffs behind: only the newest three are fetched, and played within one poll
     // interval, one after the other.
     put_state(root, 247);
-    let caught_up = take(&source.rx, 3 * 31, Duration::from_secs(10));
+    let caught_up = take(&source.rx, 31 + 59 + 31, Duration::from_secs(10));
     for skipped in 242..=244 {
         assert!(
             server
@@ -233,6 +235,19 @@ fn catches_up_at_most_three_diffs() {
     assert!(
         s >= window / 2 && s <= window + Duration::from_millis(500),
         "three diffs over {s:?}"
+    );
+    // Each has a third of the interval, in sequence order: the 59 changesets of 246
+    // (from the 2020 diff) come after all 31 of 245 and before all 31 of 247.
+    let from_2020: Vec<bool> = caught_up
+        .iter()
+        .map(|(_, a)| a.event.title.starts_with("Changeset 8506"))
+        .collect();
+    let before = from_2020.iter().take_while(|&&x| !x).count();
+    let after = from_2020.iter().rev().take_while(|&&x| !x).count();
+    assert_eq!(
+        (before, from_2020.iter().filter(|&&x| x).count(), after),
+        (31, 59, 31),
+        "the three diffs' changesets interleave"
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(source.rx.try_recv().is_err());
