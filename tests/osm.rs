@@ -305,7 +305,11 @@ fn missing_and_garbage_files_are_retried_and_counted() {
         server.requests("/state.txt").len() >= polls + 2
     });
     let fetched = server.requests("/000/000/241.osc.gz");
-    assert_eq!(fetched.iter().filter(|&&s| s == 200).count(), 1, "{fetched:?}");
+    assert_eq!(
+        fetched.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{fetched:?}"
+    );
     assert_eq!(Stats::get(&stats.malformed), malformed + 1);
 
     // A diff cut short: what was read before the cut plays, and the cut is counted.
