@@ -3,6 +3,7 @@
 //! file or one rules preset, never a new transport.
 
 pub mod eventstreams;
+pub mod osmchange;
 pub mod rules;
 pub mod wikimon;
 
