@@ -345,3 +345,90 @@ fn an_eventstreams_feed_and_a_wikimon_feed_play_at_once_each_counted() {
         "one connection to the EventStreams feed"
     );
 }
+
+/// A port of 127.0.0.1 free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn github_sign(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+#[test]
+fn a_webhook_with_a_wrong_signature_is_refused_and_nothing_plays() {
+    let payload_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/github/octokit-webhook-examples/push_payload.json"
+    );
+    let push = std::fs::read(payload_path)
+        .unwrap_or_else(|e| panic!("cannot read the shared corpus file {payload_path}: {e}"));
+    let port = free_port();
+    let dir = TempDir::new("sources-webhook");
+    let config = dir.path().join("forge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nlisten = \"127.0.0.1:{port}\"\n\n[sources.forge]\nspec = \"webhook:github\"\nsecret_env = \"CARILLON_TEST_FORGE_SECRET\"\n"
+        ),
+    )
+    .expect("write the config");
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let mut env = tap.env().to_vec();
+    env.push(("CARILLON_TEST_FORGE_SECRET".into(), "s3cret".into()));
+    let running = support::spawn_carillon(
+        &[
+            "play",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--duration",
+            "4",
+        ],
+        &env,
+    );
+    let url = format!("http://127.0.0.1:{port}/hooks/forge");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let post = |signature: &str| {
+        client
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .header("X-GitHub-Event", "push")
+            .header("X-Hub-Signature-256", signature)
+            .body(push.clone())
+            .send()
+    };
+    // The endpoint comes up with the player.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let wrong = loop {
+        match post(&github_sign(b"not the secret", &push)) {
+            Ok(response) => break response,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("the ingest endpoint never answered on {url}: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = post(&github_sign(b"s3cret", &push)).expect("the endpoint answers");
+    assert_eq!(right.status().as_u16(), 200);
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_success();
+    let summary = out.summary();
+    assert_eq!(summary.get("refused"), 1, "{}", out.stderr);
+    assert_eq!(
+        summary.get("events"),
+        1,
+        "only the signed push: {}",
+        out.stderr
+    );
+    assert_eq!(summary.get("notes"), 1, "{}", out.stderr);
+    summary.assert_every_event_accounted_for();
+}

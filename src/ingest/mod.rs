@@ -376,10 +376,10 @@ pub fn serve_endpoint(
     };
     let mut served = runtime.spawn(endpoint::serve(listener, hooks, limits));
     // It checks its hooks before it serves: a refusal comes back at once.
-    match runtime.block_on(tokio::time::timeout(
-        std::time::Duration::from_millis(200),
-        &mut served,
-    )) {
+    let checked = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_millis(200), &mut served).await
+    });
+    match checked {
         Err(_) => Ok(()),
         Ok(Ok(Ok(()))) => anyhow::bail!("the ingest endpoint on {addr} stopped at once"),
         Ok(Ok(Err(e))) => Err(e).with_context(|| format!("the ingest endpoint on {addr}")),

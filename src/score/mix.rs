@@ -96,7 +96,7 @@ impl Mix {
     /// Whether this source's own filters let the event through (the score's namespace
     /// and bot filters apply where the source sets none).
     pub fn admits(&self, event: &Event, namespaces: &[String], bots: bool) -> bool {
-        if !self.wikis.is_empty() && !self.wikis.iter().any(|w| *w == event.source) {
+        if !self.wikis.is_empty() && !self.wikis.contains(&event.source) {
             return false;
         }
         match event.kind {

@@ -158,6 +158,9 @@ async fn poll(
     } else {
         format!("{url}/")
     };
+    // reqwest panics on building a client if no TLS provider was chosen; main.rs
+    // installs one, but a library caller may not have.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = match reqwest::Client::builder()
         .user_agent(concat!("carillon/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(config.connect_timeout_s))
