@@ -706,6 +706,10 @@ fn start_sources(
                 lines,
                 bearer: plan.bearer.clone(),
             },
+            Source::WebSocket { url, .. } => Source::WebSocket {
+                url,
+                bearer: plan.bearer.clone(),
+            },
             Source::Endpoint => {
                 hooks.push((
                     plan.name.clone(),

@@ -156,7 +156,7 @@ fn run_one(
     let (tx, rx) = crossbeam_channel::bounded(4096);
     let stats = Arc::new(Stats::default());
     let client = runtime.spawn(ingest::run(
-        Source::WebSocket(url),
+        Source::WebSocket { url, bearer: None },
         config.source.clone(),
         1.0,
         Delivery::new(tx, stats.clone(), 0, crate::ingest::Format::Wikimon),

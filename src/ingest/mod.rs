@@ -273,7 +273,11 @@ pub type TimedEvents = Box<dyn Iterator<Item = replay::Timed> + Send>;
 /// A source ready to run: a live feed, or timed events already loaded (so that a
 /// missing file is reported before anything plays).
 pub enum Source {
-    WebSocket(String),
+    /// `bearer`: a token sent as `Authorization: Bearer …` (Mastodon's streaming API).
+    WebSocket {
+        url: String,
+        bearer: Option<String>,
+    },
     /// `bearer`: a token sent as `Authorization: Bearer …` (Mastodon's streaming API).
     Http {
         url: String,
@@ -294,7 +298,10 @@ impl Source {
         format: &Format,
     ) -> Result<Source, replay::ReplayError> {
         Ok(match spec {
-            SourceSpec::WebSocket(url) => Source::WebSocket(url.clone()),
+            SourceSpec::WebSocket(url) => Source::WebSocket {
+                url: url.clone(),
+                bearer: None,
+            },
             SourceSpec::Http { url, lines } => Source::Http {
                 url: url.clone(),
                 lines: *lines,
@@ -317,7 +324,7 @@ impl Source {
     /// Its address, for messages.
     pub fn describe(&self) -> &str {
         match self {
-            Source::WebSocket(url) | Source::Http { url, .. } | Source::Osm(url) => url,
+            Source::WebSocket { url, .. } | Source::Http { url, .. } | Source::Osm(url) => url,
             Source::Endpoint => "the local ingest endpoint",
             Source::Timed(_) => "recorded events",
         }
@@ -327,7 +334,7 @@ impl Source {
 /// Run a source until it ends (a replay file does; a feed and the demo never do).
 pub async fn run(source: Source, config: SourceConfig, speed: f64, out: Delivery) {
     match source {
-        Source::WebSocket(url) => websocket::run(&url, &config, out).await,
+        Source::WebSocket { url, bearer } => websocket::run(&url, bearer, &config, out).await,
         Source::Http { url, lines, bearer } => {
             transport::http::run(&url, lines, bearer, &config, out).await
         }

@@ -27,7 +27,9 @@ enum Ended {
     Silent,
 }
 
-pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
+/// Connect to `url` (sending `bearer` as `Authorization: Bearer …` if given) and keep
+/// connecting, forever.
+pub async fn run(url: &str, bearer: Option<String>, config: &SourceConfig, out: Delivery) {
     let mut reconnect = Reconnect::new(url, config);
     // The longest wait for a connection (TCP, TLS and the websocket handshake) to open,
     // and for a message (or a ping) on an open one: a server that accepts and never
@@ -38,9 +40,18 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         .max_message_size(Some(config.max_frame_bytes))
         .max_frame_size(Some(config.max_frame_bytes));
     loop {
+        let request = match request(url, bearer.as_deref()) {
+            Ok(request) => request,
+            Err(e) => {
+                reconnect
+                    .down(None, &format!("cannot connect: {e}"), &out)
+                    .await;
+                continue;
+            }
+        };
         let attempt = tokio::time::timeout(
             connect_timeout,
-            tokio_tungstenite::connect_async_with_config(url, Some(ws_config), true),
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true),
         )
         .await;
         let stream = match attempt {
@@ -65,6 +76,23 @@ pub async fn run(url: &str, config: &SourceConfig, out: Delivery) {
         };
         reconnect.down(Some(connected_at), &reason, &out).await;
     }
+}
+
+/// The handshake request: the URL, and the bearer token in its header (not in the URL,
+/// which the log names).
+fn request(
+    url: &str,
+    bearer: Option<&str>,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    if let Some(token) = bearer {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the access token cannot be sent in a header".to_owned())?;
+        request.headers_mut().insert("Authorization", value);
+    }
+    Ok(request)
 }
 
 async fn read<S>(mut stream: S, silence_timeout: Duration, out: &Delivery) -> Ended
@@ -93,5 +121,27 @@ where
             }
             Some(Err(e)) => return Ended::Error(e.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request;
+
+    #[test]
+    fn a_token_goes_in_the_authorization_header_not_the_url() {
+        let with = request(
+            "wss://example.org/api/v1/streaming?stream=public",
+            Some("t0k"),
+        )
+        .expect("a request");
+        assert_eq!(
+            with.headers().get("Authorization").map(|v| v.as_bytes()),
+            Some(&b"Bearer t0k"[..])
+        );
+        assert!(!with.uri().to_string().contains("t0k"));
+        let without = request("ws://127.0.0.1:9/", None).expect("a request");
+        assert!(without.headers().get("Authorization").is_none());
+        assert!(request("ws://127.0.0.1:9/", Some("bad\ntoken")).is_err());
     }
 }
