@@ -7,7 +7,8 @@ use carillon::conductor::{offline_events, render_into, RenderOptions};
 use carillon::config::Config;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
-use carillon::ingest::format::{parse_any, parse_wikimon};
+use carillon::ingest::format::rules::Rules;
+use carillon::ingest::format::{parse_any, parse_wikimon, Format, Message};
 use carillon::ingest::plan::plan;
 use carillon::instrument::Instruments;
 use carillon::output::null::NullSink;
@@ -44,6 +45,24 @@ fn parsing(c: &mut Criterion) {
         b.iter(|| {
             for line in &es_lines {
                 let _ = black_box(parse_any(black_box(line)));
+            }
+        })
+    });
+    // The same lines read by the built-in format as a source reads them, and by the
+    // eventstreams preset's rules: what a rules file costs against code.
+    let built_in = Format::EventStreams;
+    group.bench_function("eventstreams_format", |b| {
+        b.iter(|| {
+            for line in &es_lines {
+                black_box(built_in.parse(&Message::text(black_box(line))));
+            }
+        })
+    });
+    let rules = Rules::named("eventstreams", None).expect("the eventstreams preset");
+    group.bench_function("eventstreams_rules_preset", |b| {
+        b.iter(|| {
+            for line in &es_lines {
+                black_box(rules.apply(&Message::text(black_box(line))));
             }
         })
     });

@@ -233,6 +233,35 @@ mod tests {
     }
 
     #[test]
+    fn a_recording_is_read_in_the_format_its_header_names_with_its_event_names() {
+        let dir = std::env::temp_dir().join(format!("carillon-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch folder");
+        let path = dir.join("toots.jsonl");
+        // What `record` writes for a Mastodon SSE source: the event name beside the data.
+        let status = r#"{"id":"1","url":"https://example.social/@a/1","content":"<p>hello</p>","account":{"acct":"a"}}"#;
+        let lines = [
+            serde_json::json!({"_record": {"format": "mastodon", "source": "https://example.social/api/v1/streaming/public"}}),
+            serde_json::json!({"_t": 0.25, "_event": "update", "_data": status}),
+            serde_json::json!({"_t": 1.5, "_event": "delete", "_data": "1"}),
+            serde_json::json!({"_t": 2.0, "_event": "filters_changed", "_data": "undefined"}),
+        ];
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, text).expect("write the recording");
+        let timed = load(&path, &Format::Auto).expect("reads");
+        std::fs::remove_dir_all(&dir).ok();
+        let times: Vec<f64> = timed.iter().map(|t| t.0).collect();
+        assert_eq!(times, vec![0.25, 1.5, 2.0]);
+        match (&timed[0].1, &timed[1].1, &timed[2].1) {
+            (Parsed::Event(update), Parsed::Event(delete), Parsed::Skipped(name)) => {
+                assert_eq!(update.kind, crate::event::EventKind::Addition);
+                assert_eq!(delete.kind, crate::event::EventKind::Removal);
+                assert_eq!(name, "filters_changed");
+            }
+            other => panic!("read as {other:?}"),
+        }
+    }
+
+    #[test]
     fn broken_lines_are_kept_as_errors() {
         let lines = timed_lines("{\"_t\":0,\"page_title\":\"A\"}\nnot json\n");
         assert_eq!(lines.len(), 2);
