@@ -393,6 +393,8 @@ pub fn render_into(
 
 pub struct PlayOptions {
     pub sources: Vec<Planned>,
+    /// Serve the display page here.
+    pub display: Option<crate::display::DisplayOptions>,
     /// Where the local ingest endpoint listens, for webhook and push sources.
     pub listen: Option<std::net::SocketAddr>,
     /// Also list the scheduled notes in this CSV file.
@@ -426,6 +428,9 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     if let Some(v) = opts.volume {
         engine_config.volume = v;
     }
+    let volume = engine_config.volume;
+    let instrument_names = instruments.names();
+    let feeds: Vec<bool> = opts.sources.iter().map(|p| p.spec.is_feed()).collect();
     let mut sources = Vec::with_capacity(opts.sources.len());
     for (i, planned) in opts.sources.iter().enumerate() {
         sources.push(Source::open(
@@ -477,6 +482,17 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         None,
     )?;
     runtime.spawn(stop_on_signals(stop.clone()));
+    let mut display = match &opts.display {
+        Some(options) => Some(crate::display::Display::start(
+            &runtime,
+            options,
+            opts.sources.iter().map(|p| p.name.clone()).collect(),
+            volume,
+        )?),
+        None => None,
+    };
+    let mut controls_seen = 0;
+    let mut display_status_at = Instant::now();
 
     let started = Instant::now();
     let mut status = Status::new(std::io::stderr().is_terminal(), &opts.sources);
@@ -500,6 +516,10 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             Ok(arrival) => {
                 let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
                 let source = usize::from(arrival.source);
+                // A source turned off on the display plays on unheard, counted silenced.
+                let on = display
+                    .as_ref()
+                    .is_none_or(|d| d.controls().enabled(source));
                 let played = conduct(
                     &mut score,
                     &mut control,
@@ -508,10 +528,20 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                     &arrival.event,
                     frame,
                     opts.seed,
-                    audible,
+                    audible && on,
                 );
-                if let (Some(listing), Some((note, played))) = (listing.as_mut(), played) {
-                    listing.note(frame, &note, &played)?;
+                if let (Some(listing), Some((note, played))) = (listing.as_mut(), &played) {
+                    listing.note(frame, note, played)?;
+                }
+                if let (Some(display), Some((note, _))) = (display.as_ref(), &played) {
+                    let delay = device.stream().map_or(0, |s| {
+                        s.health.playback_delay_ns.load(Relaxed)
+                    });
+                    let heard = control.instant_at(frame) + Duration::from_nanos(delay);
+                    let instrument = instrument_names
+                        .get(note.instrument.0 as usize)
+                        .map_or("", String::as_str);
+                    display.note(heard, &arrival.event, note, source, instrument);
                 }
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -551,6 +581,18 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             }
         }
         status.tick(&stats, &control, device.state());
+        if let Some(display) = display.as_mut() {
+            let changed = display.controls().generation() != controls_seen;
+            if changed {
+                controls_seen = display.controls().generation();
+                let c = display.controls();
+                control.set_volume(if c.muted() { 0.0 } else { c.volume() });
+            }
+            if changed || display_status_at.elapsed() >= Duration::from_secs(1) {
+                display_status_at = Instant::now();
+                display.status(&stats, &feeds, device.state().name());
+            }
+        }
     }
     // Fade out (the engine glides the volume) before the stream stops: no click.
     if device.state() == DeviceState::Playing {

@@ -73,6 +73,7 @@ pub struct Config {
     /// Named sources, each with its own place in the mix; none: `source.spec` alone.
     pub sources: std::collections::BTreeMap<String, SourceTable>,
     pub ingest: IngestConfig,
+    pub display: DisplayConfig,
     pub score: ScoreConfig,
     pub engine: EngineConfig,
     pub output: OutputConfig,
@@ -164,6 +165,16 @@ impl Default for SourceTable {
             token_env: String::new(),
         }
     }
+}
+
+/// The ambient display page.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    /// Address it is served on; empty: off unless `play --display`.
+    pub listen: String,
+    /// Whether its controls (volume, mute, sources on and off) act on the sound.
+    pub controls: bool,
 }
 
 /// The local ingest endpoint, for webhooks and pushed events.
@@ -570,6 +581,14 @@ impl Config {
                 "ingest.listen",
                 format!("{:?}", ingest.listen),
                 "is not an address: expected IP:PORT such as \"127.0.0.1:8090\", or \"\" for off",
+            ));
+        }
+        let display = &self.display;
+        if !display.listen.is_empty() && display.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push(Problem::new(
+                "display.listen",
+                format!("{:?}", display.listen),
+                "is not an address: expected IP:PORT such as \"127.0.0.1:8080\", or \"\" for off",
             ));
         }
         for (name, table) in &self.sources {

@@ -10,6 +10,7 @@ pub mod alloc_watch;
 pub mod backoff;
 pub mod bench;
 pub mod conductor;
+pub mod display;
 pub mod config;
 pub mod engine;
 pub mod event;

@@ -190,6 +190,10 @@ struct PlayArgs {
     /// frequency_hz, gain, pan, duration_s; start_s in the stream's own clock).
     #[arg(long, value_name = "FILE.csv")]
     notes: Option<PathBuf>,
+    /// Serve the display page at http://ADDR/ (default: `[display] listen`, else
+    /// 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    display: Option<String>,
     #[command(flatten)]
     host: HostArg,
     /// Output device name (see `carillon devices`); default: the system's default.
@@ -267,6 +271,27 @@ fn sources(
     Ok(plan(config, config_path, flags, &instruments.names())?)
 }
 
+/// Where the display is served, if it is: `--display ADDR`, else `[display] listen`
+/// (with `--display` alone, 127.0.0.1:8080 if that is empty).
+fn display_options(
+    config: &Config,
+    flag: Option<&str>,
+) -> Result<Option<carillon::display::DisplayOptions>> {
+    let listen = match flag {
+        Some(addr) if !addr.is_empty() => addr.to_owned(),
+        Some(_) if config.display.listen.is_empty() => "127.0.0.1:8080".to_owned(),
+        _ if !config.display.listen.is_empty() => config.display.listen.clone(),
+        _ => return Ok(None),
+    };
+    let listen = listen
+        .parse()
+        .with_context(|| format!("--display {listen:?} is not an address such as 127.0.0.1:8080"))?;
+    Ok(Some(carillon::display::DisplayOptions {
+        listen,
+        controls: config.display.controls,
+    }))
+}
+
 /// Where the local ingest endpoint listens, if it is on.
 fn listen(config: &Config) -> Option<std::net::SocketAddr> {
     config.ingest.listen.parse().ok()
@@ -305,8 +330,10 @@ fn play(args: PlayArgs) -> Result<()> {
     check_positive("--speed", args.speed)?;
     let sample_rate = sample_rate(args.sample_rate, &config)?;
     config::check_playable(&config, &instruments, sample_rate)?;
+    let display = display_options(&config, args.display.as_deref())?;
     let opts = PlayOptions {
         sources,
+        display,
         listen: listen(&config),
         notes: args.notes,
         device: DeviceRequest {

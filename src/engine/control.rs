@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fundsp::prelude::AudioUnit;
 use thiserror::Error;
@@ -119,6 +119,14 @@ impl ControlHalf {
         let origin = self.shared.origin_ns.load(Acquire) as i64;
         let at = at.saturating_duration_since(self.epoch).as_nanos() as i64;
         ((at - origin) as f64 * 1e-9 * self.sample_rate).max(0.0) as u64
+    }
+
+    /// The instant the callback renders stream frame `frame` (the inverse of
+    /// [`ControlHalf::frame_at`]); the device plays it its playback delay later.
+    pub fn instant_at(&self, frame: u64) -> Instant {
+        let origin = self.shared.origin_ns.load(Acquire) as i64;
+        let ns = origin as f64 + frame as f64 / self.sample_rate * 1e9;
+        self.epoch + Duration::from_nanos(ns.max(0.0) as u64)
     }
 
     /// The stream frame of this instant.

@@ -80,6 +80,9 @@ pub struct DeviceHealth {
     pub lost: AtomicBool,
     /// The engine panicked inside the callback; the stream plays silence since.
     pub failed: AtomicBool,
+    /// How long after its callback the device last said a buffer would be heard (ns):
+    /// what turns a note's stream time into the instant it is heard.
+    pub playback_delay_ns: AtomicU64,
 }
 
 /// Errors that end a stream: what is left of it will not play again.
@@ -322,6 +325,11 @@ impl DeviceOutput {
                     let first_frame = audio.clock();
                     fill(&mut audio, data, ch, &callback_health.failed);
                     callback_health.callbacks.fetch_add(1, Relaxed);
+                    let t = info.timestamp();
+                    let delay = t.playback.duration_since(t.callback);
+                    callback_health
+                        .playback_delay_ns
+                        .store(delay.as_nanos() as u64, Relaxed);
                     if let Some(records) = records.as_mut() {
                         let t = info.timestamp();
                         let _ = records.push(CallbackRecord {

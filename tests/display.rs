@@ -1,0 +1,195 @@
+//! The display's server, through the real binary playing on the real device path: the
+//! page's feed gets each note when it is heard (checked against the recorded audio),
+//! and the controls act on carillon's sound, from the page's own origin only.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use support::{onsets, rms, spawn_carillon, wikimon_edit, DeviceTap, JackServer, TempDir};
+
+/// A replay of additions at the given times, titles "Note N".
+fn replay_file(path: &Path, times: &[f64]) {
+    let lines: Vec<String> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&wikimon_edit(&format!("Note {i}"), 200, "Main"))
+                    .expect("json");
+            v["_t"] = serde_json::json!(t);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("write a replay file");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the display never listened on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// POST a control request with this Origin header; the status code.
+fn control(port: u16, origin: &str, body: &str) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::new()
+        .post(format!("http://127.0.0.1:{port}/control"))
+        .header("Origin", origin)
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .expect("the display answers")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
+    let dir = TempDir::new("display-feed");
+    let replay = dir.path().join("notes.jsonl");
+    // Nine notes 600 ms apart: the first three heard, the next three muted from the
+    // page, the last three heard again.
+    let times: Vec<f64> = (0..9).map(|i| 1.0 + 0.6 * i as f64).collect();
+    replay_file(&replay, &times);
+    let port = free_port();
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let source = format!("replay:{}", replay.display());
+    let listen = format!("127.0.0.1:{port}");
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--source",
+            &source,
+            "--display",
+            &listen,
+            "--duration",
+            "8",
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    let origin = format!("http://127.0.0.1:{port}");
+
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let (hello, notes) = runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/feed"))
+            .await
+            .expect("the display's feed accepts a websocket");
+        let mut hello = None;
+        let mut notes: Vec<(Instant, serde_json::Value)> = Vec::new();
+        let mut requests = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+        while notes.len() < 9 {
+            let frame = tokio::time::timeout_at(deadline, ws.next()).await;
+            let Ok(Some(Ok(frame))) = frame else { break };
+            let Ok(text) = frame.into_text() else { continue };
+            let value: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
+            match value["type"].as_str() {
+                Some("hello") => hello = Some(value),
+                Some("note") => {
+                    notes.push((Instant::now(), value));
+                    // Mute after the third note is heard; unmute 300 ms after the sixth,
+                    // so that the sixth is struck muted.
+                    let body = match notes.len() {
+                        3 => Some(r#"{"muted": true}"#),
+                        6 => Some(r#"{"muted": false}"#),
+                        _ => None,
+                    };
+                    if let Some(body) = body {
+                        let origin = origin.clone();
+                        let wait = if notes.len() == 6 { 300 } else { 0 };
+                        // Not awaited here: the next frames are read meanwhile.
+                        requests.push(tokio::task::spawn_blocking(move || {
+                            std::thread::sleep(Duration::from_millis(wait));
+                            (body, control(port, &origin, body))
+                        }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for request in requests {
+            let (body, code) = request.await.expect("the request ran");
+            assert_eq!(code, 204, "{body} from the page's origin");
+        }
+        (hello, notes)
+    });
+    // Refused: another origin, no origin, a bad value.
+    assert_eq!(control(port, "http://evil.example", r#"{"muted": true}"#), 403);
+    assert_eq!(control(port, "", r#"{"muted": true}"#), 403);
+    assert_eq!(control(port, &origin, r#"{"volume": 2}"#), 400);
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_success();
+
+    let hello = hello.expect("a hello frame first");
+    assert_eq!(hello["controls"], true);
+    assert_eq!(hello["sources"][0]["name"], source.as_str());
+    assert_eq!(notes.len(), 9, "one note frame per note played: {}", out.stderr);
+    assert_eq!(out.summary().get("notes"), 9);
+    for (i, (_, note)) in notes.iter().enumerate() {
+        assert_eq!(note["title"], format!("Note {i}"));
+        assert_eq!(note["kind"], "addition");
+        assert_eq!(note["instrument"], "celesta");
+    }
+
+    // Sound and picture: each frame came when its note was heard. Align the recording
+    // on the first note's onset; every other heard note's onset is where its frame
+    // came, to a few milliseconds.
+    let wav = tap.read();
+    let sr = f64::from(wav.sample_rate);
+    let found: Vec<f64> = onsets(&wav.mono(), wav.sample_rate)
+        .into_iter()
+        .map(|i| i as f64 / sr)
+        .collect();
+    // Align the recording on the first onset, the first note's. Every note heard has
+    // an onset where its frame came, to a few milliseconds; the muted ones have none.
+    let first = *found.first().expect("the first note is heard");
+    let t0 = notes[0].0;
+    for (i, (at, _)) in notes.iter().enumerate() {
+        let frame_at = at.duration_since(t0).as_secs_f64();
+        let nearest = found
+            .iter()
+            .map(|t| t - first - frame_at)
+            .min_by(|a, b| a.abs().total_cmp(&b.abs()))
+            .unwrap_or(f64::INFINITY);
+        if (3..6).contains(&i) {
+            assert!(
+                nearest.abs() > 0.1,
+                "note {i} was muted, yet heard {nearest:+.3} s from its frame: onsets {found:?}"
+            );
+        } else {
+            assert!(
+                nearest.abs() < 0.03,
+                "note {i}: heard {nearest:+.3} s from its frame: onsets {found:?}"
+            );
+        }
+    }
+    // While muted, the output is silent (the glide aside).
+    let quiet = |from: f64, to: f64| rms(&wav.mono()[(from * sr) as usize..(to * sr) as usize]);
+    let muted_from = first + notes[3].0.duration_since(t0).as_secs_f64();
+    let before = quiet(first, first + 0.5);
+    let during = quiet(muted_from + 0.1, muted_from + 1.2);
+    assert!(
+        during < before * 0.01,
+        "muted: rms {during} against {before} before"
+    );
+}
