@@ -21,6 +21,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -139,7 +140,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot start a tokio runtime: {e}"));
         let shared = Arc::new(Shared::default());
         let (ws, _) = runtime
-            .block_on(tokio_tungstenite::connect_async(ws_url.as_str()))
+            .block_on(tokio_tungstenite::connect_async_with_config(
+                ws_url.as_str(),
+                // A screenshot comes back as one base64 frame: a busy 4K one
+                // passes the default 16 MiB frame limit. The peer is a local
+                // browser the test started, so take whatever it sends.
+                Some(
+                    WebSocketConfig::default()
+                        .max_frame_size(None)
+                        .max_message_size(None),
+                ),
+                true,
+            ))
             .unwrap_or_else(|e| panic!("cannot connect to Chromium's DevTools at {ws_url}: {e}"));
         let (sink, stream) = ws.split();
         runtime.spawn(read_messages(stream, Arc::clone(&shared)));
