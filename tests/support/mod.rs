@@ -31,6 +31,7 @@
 pub mod alsa;
 pub mod analysis;
 pub mod bench;
+pub mod browser;
 pub mod files;
 pub mod jack;
 pub mod process;
