@@ -108,8 +108,10 @@
       title,
       url: safeUrl(note.url),
       tw: title ? ctx.measureText(title).width : 0, // measured once, used for drawing and hit-testing
+      tx: 0, // where the title starts: right of the bubble, or left of it near the right edge
       drawn: false,
     };
+    b.tx = b.x + b.r + 8 * scale + b.tw > width - 8 ? b.x - b.r - 8 * scale - b.tw : b.x + b.r + 8 * scale;
     bubbles.push(b);
     if (bubbles.length > MAX_BUBBLES) bubbles.splice(0, bubbles.length - MAX_BUBBLES);
     if (b.kind === "new_member") rings.push({ x: b.x, y: b.y, r: b.r, who: b.who, born: now });
@@ -218,7 +220,7 @@
       if (!b.title) continue;
       const a = age < 400 ? age / 400 : Math.min(1, (TITLE_MS - age) / 1000);
       ctx.globalAlpha = a;
-      ctx.fillText(b.title, b.x + b.r + 8 * scale, b.y);
+      ctx.fillText(b.title, b.tx, b.y);
       n++;
     }
   }
@@ -232,8 +234,7 @@
       const dx = px - b.x;
       const dy = py - b.y;
       if (dx * dx + dy * dy <= b.r * b.r) return b;
-      const tx = b.x + b.r + 8 * scale;
-      if (settings.titles && now - b.born < TITLE_MS && px >= tx && px <= tx + b.tw && Math.abs(dy) <= 10 * scale) return b;
+      if (settings.titles && now - b.born < TITLE_MS && px >= b.tx && px <= b.tx + b.tw && Math.abs(dy) <= 10 * scale) return b;
     }
     return null;
   }
