@@ -1,1 +1,495 @@
-// The display.
+// carillon display: draws each note the moment it is heard.
+//
+// The server sends a `hello`, then a `note` frame at the instant each note
+// plays and a `status` frame every second (see the display protocol). This
+// script only renders what the server says: volume, mute and source states
+// always come from the latest status, never from a copy kept here.
+//
+// Everything from the feeds (titles, users, source names) is untrusted and is
+// only ever drawn with fillText or set as textContent.
+"use strict";
+
+(() => {
+  const LIFE_MS = 9000; // a bubble fades out over this long, then is removed
+  const FADE_IN_MS = 250;
+  const TITLE_MS = 5000; // titles leave before their bubble, keeping the sky readable
+  const MAX_TITLES = 24; // fillText is the costliest call here (about a fifth of the CPU with 300 bubbles): cap it per frame
+  const MAX_BUBBLES = 800; // a burst can never grow memory without bound
+  const RING_MS = 3000; // new-member ring expansion
+  const WELCOME_MS = 5000;
+  const LOG_LEN = 8;
+  const ALPHA_STEPS = 16; // bubbles are batched by (colour, alpha step, style)
+
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("sky");
+  const ctx = canvas.getContext("2d", { alpha: false });
+
+  // ---- settings: from the URL, changeable on screen, written back to the URL
+  const params = new URLSearchParams(location.search);
+  const settings = {
+    titles: params.get("titles") !== "off",
+    log: params.get("log") !== "off",
+    legend: params.get("legend") !== "off",
+    audioOnly: params.get("audio") === "only",
+    theme: params.get("theme") === "light" ? "light" : "dark",
+    // Only notes from these sources are drawn (all when absent).
+    sources: params.get("sources") ? new Set(params.get("sources").split(",").map((s) => s.trim()).filter(Boolean)) : null,
+  };
+
+  // ---- state exposed read-only for tests
+  const stats = { notes: 0, drawn: 0, connected: false, reconnects: 0, banner: "", frames: 0, lastBubble: null };
+  let palette = { registered: "", anonymous: "", bot: "", bg: "", fg: "" };
+
+  const bubbles = []; // {x, y, r, who, kind, born, title, url, tw, drawn}
+  const rings = []; // new-member rings: {x, y, r, who, born}
+  let width = 0;
+  let height = 0;
+  let scale = 1; // radius scale: bubbles keep their proportion to the window
+  let running = false; // an animation frame is scheduled
+
+  function readPalette() {
+    const css = getComputedStyle(document.body);
+    const get = (name) => css.getPropertyValue(name).trim();
+    palette = { registered: get("--registered"), anonymous: get("--anonymous"), bot: get("--bot"), bg: get("--bg"), fg: get("--fg") };
+  }
+
+  function resize() {
+    // Device pixels capped at 2: past that, fill cost grows with no visible gain.
+    const dpr = Math.min(window.devicePixelRatio || 1, 2);
+    width = window.innerWidth;
+    height = window.innerHeight;
+    canvas.width = Math.round(width * dpr);
+    canvas.height = Math.round(height * dpr);
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    scale = Math.max(0.5, Math.min(width, height) / 1080);
+    ctx.font = fontFor();
+    wake();
+  }
+
+  const fontFor = () => `${Math.round(15 * Math.max(scale, 0.8))}px system-ui, sans-serif`;
+
+  // ---- bubbles
+  function who(note) {
+    if (note.bot) return "bot";
+    if (note.anon) return "anonymous";
+    return "registered";
+  }
+
+  // Like Listen to Wikipedia: the radius grows with the log of the edit size.
+  function radiusFor(size) {
+    const r = 5 + 9 * Math.log10(Math.abs(Number(size) || 0) + 1);
+    return Math.min(60, Math.max(5, r)) * scale;
+  }
+
+  // Only web links may be opened: a feed could send `javascript:` URLs.
+  function safeUrl(raw) {
+    try {
+      const u = new URL(String(raw));
+      return u.protocol === "https:" || u.protocol === "http:" ? u.href : "";
+    } catch {
+      return "";
+    }
+  }
+
+  function addBubble(note, now) {
+    const pan = Math.max(-1, Math.min(1, Number(note.pan) || 0));
+    const margin = 40 * scale;
+    const span = width - 2 * margin;
+    const x = margin + ((pan + 1) / 2) * span + (Math.random() - 0.5) * 0.12 * span;
+    const y = margin + Math.random() * (height - 2 * margin);
+    const title = String(note.title ?? "");
+    const b = {
+      x: Math.max(margin, Math.min(width - margin, x)),
+      y,
+      r: radiusFor(note.size),
+      who: who(note),
+      kind: note.kind === "removal" || note.kind === "new_member" ? note.kind : "addition",
+      born: now,
+      title,
+      url: safeUrl(note.url),
+      tw: title ? ctx.measureText(title).width : 0, // measured once, used for drawing and hit-testing
+      tx: 0, // where the title starts: right of the bubble, or left of it near the right edge
+      drawn: false,
+    };
+    b.tx = b.x + b.r + 8 * scale + b.tw > width - 8 ? b.x - b.r - 8 * scale - b.tw : b.x + b.r + 8 * scale;
+    bubbles.push(b);
+    if (bubbles.length > MAX_BUBBLES) bubbles.splice(0, bubbles.length - MAX_BUBBLES);
+    if (b.kind === "new_member") rings.push({ x: b.x, y: b.y, r: b.r, who: b.who, born: now });
+    stats.lastBubble = { colour: palette[b.who], title, kind: b.kind };
+    wake();
+  }
+
+  function wake() {
+    if (!running && !settings.audioOnly) {
+      running = true;
+      requestAnimationFrame(frame);
+    }
+  }
+
+  // Reused between frames: one path per (who, alpha step, style) bucket.
+  const WHO = ["registered", "anonymous", "bot"];
+  const buckets = [];
+  for (let i = 0; i < WHO.length * ALPHA_STEPS * 2; i++) buckets.push([]);
+
+  function frame(now) {
+    // Prune the dead in place: the arrays never keep what is no longer seen.
+    let keep = 0;
+    for (const b of bubbles) if (now - b.born < LIFE_MS) bubbles[keep++] = b;
+    bubbles.length = keep;
+    keep = 0;
+    for (const g of rings) if (now - g.born < RING_MS) rings[keep++] = g;
+    rings.length = keep;
+
+    ctx.fillStyle = palette.bg;
+    ctx.fillRect(0, 0, width, height);
+    stats.frames++;
+
+    if (bubbles.length === 0 && rings.length === 0) {
+      // Nothing moves: this frame wiped the sky; schedule no other.
+      running = false;
+      return;
+    }
+
+    for (const list of buckets) list.length = 0;
+    for (const b of bubbles) {
+      const a = alphaAt(now - b.born);
+      const step = Math.min(ALPHA_STEPS - 1, Math.floor(a * ALPHA_STEPS));
+      const base = (WHO.indexOf(b.who) * ALPHA_STEPS + step) * 2;
+      // Additions are filled, removals are rings, new members are both.
+      if (b.kind !== "removal") buckets[base].push(b);
+      if (b.kind !== "addition") buckets[base + 1].push(b);
+      if (!b.drawn) {
+        b.drawn = true;
+        stats.drawn++;
+      }
+    }
+    ctx.lineWidth = 2.5 * scale;
+    for (let w = 0; w < WHO.length; w++) {
+      const colour = palette[WHO[w]];
+      ctx.fillStyle = colour;
+      ctx.strokeStyle = colour;
+      for (let s = 0; s < ALPHA_STEPS; s++) {
+        ctx.globalAlpha = (s + 0.5) / ALPHA_STEPS;
+        for (let style = 0; style < 2; style++) {
+          const list = buckets[(w * ALPHA_STEPS + s) * 2 + style];
+          if (list.length === 0) continue;
+          ctx.beginPath();
+          for (const b of list) {
+            const r = style === 1 && b.kind === "new_member" ? b.r + 5 * scale : b.r;
+            ctx.moveTo(b.x + r, b.y);
+            ctx.arc(b.x, b.y, r, 0, 2 * Math.PI);
+          }
+          if (style === 0) ctx.fill();
+          else ctx.stroke();
+        }
+      }
+    }
+
+    // New members: a ring widening from the bubble, thinning as it goes.
+    for (const g of rings) {
+      const t = (now - g.born) / RING_MS;
+      ctx.globalAlpha = 1 - t;
+      ctx.strokeStyle = palette[g.who];
+      ctx.lineWidth = 4 * scale * (1 - t) + 1;
+      ctx.beginPath();
+      ctx.arc(g.x, g.y, g.r + t * 160 * scale, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+
+    if (settings.titles) drawTitles(now);
+    ctx.globalAlpha = 1;
+    requestAnimationFrame(frame);
+  }
+
+  function alphaAt(age) {
+    // A note can arrive after the timestamp of the frame that draws it: age < 0.
+    if (age <= 0) return 0;
+    if (age < FADE_IN_MS) return age / FADE_IN_MS;
+    return Math.max(0, 1 - (age - FADE_IN_MS) / (LIFE_MS - FADE_IN_MS));
+  }
+
+  function drawTitles(now) {
+    ctx.fillStyle = palette.fg;
+    ctx.textBaseline = "middle";
+    let n = 0;
+    // Newest first, so the cap drops the oldest titles.
+    for (let i = bubbles.length - 1; i >= 0 && n < MAX_TITLES; i--) {
+      const b = bubbles[i];
+      const age = Math.max(0, now - b.born);
+      if (age >= TITLE_MS) break; // older still are older: none left to draw
+      if (!b.title) continue;
+      const a = age < 400 ? age / 400 : Math.min(1, (TITLE_MS - age) / 1000);
+      ctx.globalAlpha = a;
+      ctx.fillText(b.title, b.tx, b.y);
+      n++;
+    }
+  }
+
+  // Hit-testing: newest bubble first, its circle or its title while shown.
+  function hit(px, py) {
+    const now = performance.now();
+    for (let i = bubbles.length - 1; i >= 0; i--) {
+      const b = bubbles[i];
+      if (!b.url) continue;
+      const dx = px - b.x;
+      const dy = py - b.y;
+      if (dx * dx + dy * dy <= b.r * b.r) return b;
+      if (settings.titles && now - b.born < TITLE_MS && px >= b.tx && px <= b.tx + b.tw && Math.abs(dy) <= 10 * scale) return b;
+    }
+    return null;
+  }
+  canvas.addEventListener("click", (e) => {
+    const b = hit(e.clientX, e.clientY);
+    if (b) window.open(b.url, "_blank", "noopener");
+  });
+  canvas.addEventListener("mousemove", (e) => {
+    canvas.classList.toggle("pointing", hit(e.clientX, e.clientY) !== null);
+  });
+
+  // ---- welcome banner
+  let welcomeTimer = 0;
+  function welcome(name) {
+    const el = $("welcome");
+    el.textContent = name ? `Welcome, ${name}!` : "Welcome!";
+    stats.banner = el.textContent;
+    // Restart the CSS fade for every newcomer.
+    el.hidden = true;
+    void el.offsetWidth;
+    el.hidden = false;
+    clearTimeout(welcomeTimer);
+    welcomeTimer = setTimeout(() => {
+      el.hidden = true;
+      stats.banner = "";
+    }, WELCOME_MS);
+  }
+
+  // ---- log of recent edits
+  function logNote(note) {
+    const li = document.createElement("li");
+    const size = Number(note.size) || 0;
+    const sign = note.kind === "removal" ? "−" : "+";
+    const sizeEl = document.createElement("span");
+    sizeEl.className = "size";
+    sizeEl.textContent = note.kind === "new_member" ? "new" : `${sign}${Math.abs(size)}`;
+    const url = safeUrl(note.url);
+    const titleEl = document.createElement(url ? "a" : "span");
+    titleEl.textContent = String(note.title ?? "");
+    if (url) {
+      titleEl.href = url;
+      titleEl.target = "_blank";
+      titleEl.rel = "noopener";
+    }
+    const whoEl = document.createElement("span");
+    whoEl.className = "who";
+    whoEl.textContent = ` — ${String(note.user ?? "")} (${String(note.source ?? "")})`;
+    li.append(sizeEl, titleEl, whoEl);
+    const log = $("log");
+    log.prepend(li);
+    while (log.children.length > LOG_LEN) log.lastElementChild.remove();
+  }
+
+  // ---- sources, device and controls: rendered from hello and status frames
+  let controlsOn = false;
+  let draggingVolume = false;
+  let serverMuted = false;
+  const sourceRows = new Map(); // name -> {li, state, rate, toggle}
+
+  function renderStatus(msg) {
+    if (typeof msg.volume === "number" && !draggingVolume) $("volume").value = String(msg.volume);
+    serverMuted = msg.muted === true;
+    $("mute").textContent = serverMuted ? "unmute" : "mute";
+    $("mute").setAttribute("aria-pressed", String(serverMuted));
+    const dev = $("device");
+    dev.hidden = msg.device === "playing" || msg.device === undefined;
+    dev.textContent = msg.device === "lost" ? "audio device lost — waiting for it…" : `audio device: ${String(msg.device)}`;
+    if (Array.isArray(msg.sources)) renderSources(msg.sources);
+  }
+
+  function renderSources(list) {
+    const names = list.map((s) => String(s.name));
+    const same = names.length === sourceRows.size && names.every((n) => sourceRows.has(n));
+    if (!same) {
+      const ul = $("sources");
+      ul.replaceChildren();
+      sourceRows.clear();
+      for (const name of names) {
+        const li = document.createElement("li");
+        const toggle = document.createElement("input");
+        toggle.type = "checkbox";
+        toggle.title = `play ${name}`;
+        toggle.hidden = !controlsOn;
+        toggle.addEventListener("change", () => control({ source: name, enabled: toggle.checked }));
+        const nameEl = document.createElement("span");
+        nameEl.className = "name";
+        nameEl.textContent = name;
+        const state = document.createElement("span");
+        state.className = "state";
+        const rate = document.createElement("span");
+        rate.className = "rate";
+        li.append(toggle, nameEl, state, rate);
+        ul.append(li);
+        sourceRows.set(name, { li, state, rate, toggle });
+      }
+    }
+    for (const s of list) {
+      const row = sourceRows.get(String(s.name));
+      const st = String(s.state);
+      row.li.className = `state-${st}${s.enabled === false ? " disabled" : ""}`;
+      row.state.textContent = st === "reconnecting" ? "reconnecting…" : st;
+      const pm = Number(s.per_minute) || 0;
+      row.rate.textContent = `${pm < 10 ? pm.toFixed(1) : Math.round(pm)}/min`;
+      row.toggle.checked = s.enabled !== false;
+    }
+  }
+
+  async function control(body) {
+    const err = $("control-error");
+    try {
+      const res = await fetch("/control", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      if (res.ok) {
+        err.hidden = true;
+        return;
+      }
+      err.textContent = `not applied: ${(await res.text()) || res.status}`;
+    } catch (e) {
+      err.textContent = `not applied: ${e.message}`;
+    }
+    err.hidden = false;
+  }
+
+  const volume = $("volume");
+  volume.addEventListener("pointerdown", () => (draggingVolume = true));
+  window.addEventListener("pointerup", () => (draggingVolume = false));
+  volume.addEventListener("input", () => control({ volume: Number(volume.value) }));
+  $("mute").addEventListener("click", () => control({ muted: !serverMuted }));
+
+  // ---- the feed: one websocket, reconnecting with backoff by itself
+  let ws = null;
+  let delay = 500;
+  let everConnected = false;
+  let okTimer = 0;
+
+  function connectionBanner(text, ok) {
+    const el = $("connection");
+    el.textContent = text;
+    el.classList.toggle("ok", ok);
+    el.hidden = text === "";
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    ws = new WebSocket(`${scheme}${location.host}/feed`);
+    ws.onopen = () => {
+      stats.connected = true;
+      delay = 500;
+      if (everConnected) {
+        stats.reconnects++;
+        connectionBanner("reconnected", true);
+        clearTimeout(okTimer);
+        okTimer = setTimeout(() => connectionBanner("", true), 3000);
+      }
+      everConnected = true;
+    };
+    ws.onmessage = (e) => {
+      let msg;
+      try {
+        msg = JSON.parse(e.data);
+      } catch {
+        return; // a frame that is not JSON is not ours to draw
+      }
+      onMessage(msg);
+    };
+    ws.onclose = () => {
+      stats.connected = false;
+      clearTimeout(okTimer);
+      connectionBanner("connection to carillon lost — reconnecting…", false);
+      // Jittered backoff so that many kiosks do not come back in lockstep.
+      setTimeout(connect, delay * (0.75 + Math.random() / 2));
+      delay = Math.min(delay * 2, 10000);
+    };
+  }
+
+  function onMessage(msg) {
+    if (!msg || typeof msg !== "object") return;
+    if (msg.type === "hello") {
+      controlsOn = msg.controls === true;
+      $("controls").hidden = !controlsOn;
+      for (const row of sourceRows.values()) row.toggle.hidden = !controlsOn;
+      renderStatus(msg);
+    } else if (msg.type === "status") {
+      renderStatus(msg);
+    } else if (msg.type === "note") {
+      stats.notes++;
+      if (settings.sources && !settings.sources.has(String(msg.source))) return;
+      if (msg.kind === "new_member") welcome(String(msg.user ?? ""));
+      if (settings.log) logNote(msg);
+      if (!settings.audioOnly) addBubble(msg, performance.now());
+    }
+  }
+
+  // ---- settings panel
+  function applySettings() {
+    document.body.classList.toggle("theme-light", settings.theme === "light");
+    document.body.classList.toggle("theme-dark", settings.theme !== "light");
+    readPalette();
+    $("log-panel").hidden = !settings.log;
+    $("legend").hidden = !settings.legend;
+    canvas.hidden = settings.audioOnly;
+    if (settings.audioOnly) bubbles.length = rings.length = 0;
+    $("opt-titles").checked = settings.titles;
+    $("opt-log").checked = settings.log;
+    $("opt-legend").checked = settings.legend;
+    $("opt-audio").checked = settings.audioOnly;
+    $("opt-theme").value = settings.theme;
+    // Keep the URL in step, so the current view can be bookmarked as a kiosk.
+    const p = new URLSearchParams(location.search);
+    const set = (k, on, v) => (on ? p.set(k, v) : p.delete(k));
+    set("titles", !settings.titles, "off");
+    set("log", !settings.log, "off");
+    set("legend", !settings.legend, "off");
+    set("audio", settings.audioOnly, "only");
+    set("theme", settings.theme === "light", "light");
+    const q = p.toString();
+    history.replaceState(null, "", q ? `?${q}` : location.pathname);
+    wake();
+  }
+
+  const toggle = $("settings-toggle");
+  toggle.addEventListener("click", () => {
+    const panel = $("settings");
+    panel.hidden = !panel.hidden;
+    toggle.setAttribute("aria-expanded", String(!panel.hidden));
+  });
+  for (const [id, key] of [["opt-titles", "titles"], ["opt-log", "log"], ["opt-legend", "legend"], ["opt-audio", "audioOnly"]]) {
+    $(id).addEventListener("change", (e) => {
+      settings[key] = e.target.checked;
+      applySettings();
+    });
+  }
+  $("opt-theme").addEventListener("change", (e) => {
+    settings.theme = e.target.value === "light" ? "light" : "dark";
+    applySettings();
+  });
+  $("fullscreen").addEventListener("click", () => {
+    if (document.fullscreenElement) document.exitFullscreen();
+    else document.documentElement.requestFullscreen().catch(() => {});
+  });
+
+  // ---- read-only view for tests
+  window.carillonDisplay = Object.freeze({
+    get notes() { return stats.notes; },
+    get bubbles() { return bubbles.length; },
+    get drawn() { return stats.drawn; },
+    get colours() { return { registered: palette.registered, anonymous: palette.anonymous, bot: palette.bot }; },
+    get lastBubble() { return stats.lastBubble && { ...stats.lastBubble }; },
+    get connected() { return stats.connected; },
+    get reconnects() { return stats.reconnects; },
+    get banner() { return stats.banner; },
+    get frames() { return stats.frames; },
+  });
+
+  window.addEventListener("resize", resize);
+  applySettings();
+  resize();
+  connect();
+})();
