@@ -534,9 +534,9 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                     listing.note(frame, note, played)?;
                 }
                 if let (Some(display), Some((note, _))) = (display.as_ref(), &played) {
-                    let delay = device.stream().map_or(0, |s| {
-                        s.health.playback_delay_ns.load(Relaxed)
-                    });
+                    let delay = device
+                        .stream()
+                        .map_or(0, |s| s.health.playback_delay_ns.load(Relaxed));
                     let heard = control.instant_at(frame) + Duration::from_nanos(delay);
                     let instrument = instrument_names
                         .get(note.instrument.0 as usize)

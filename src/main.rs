@@ -283,9 +283,9 @@ fn display_options(
         _ if !config.display.listen.is_empty() => config.display.listen.clone(),
         _ => return Ok(None),
     };
-    let listen = listen
-        .parse()
-        .with_context(|| format!("--display {listen:?} is not an address such as 127.0.0.1:8080"))?;
+    let listen = listen.parse().with_context(|| {
+        format!("--display {listen:?} is not an address such as 127.0.0.1:8080")
+    })?;
     Ok(Some(carillon::display::DisplayOptions {
         listen,
         controls: config.display.controls,

@@ -101,7 +101,9 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
         while notes.len() < 9 {
             let frame = tokio::time::timeout_at(deadline, ws.next()).await;
             let Ok(Some(Ok(frame))) = frame else { break };
-            let Ok(text) = frame.into_text() else { continue };
+            let Ok(text) = frame.into_text() else {
+                continue;
+            };
             let value: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
             match value["type"].as_str() {
                 Some("hello") => hello = Some(value),
@@ -134,7 +136,10 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
         (hello, notes)
     });
     // Refused: another origin, no origin, a bad value.
-    assert_eq!(control(port, "http://evil.example", r#"{"muted": true}"#), 403);
+    assert_eq!(
+        control(port, "http://evil.example", r#"{"muted": true}"#),
+        403
+    );
     assert_eq!(control(port, "", r#"{"muted": true}"#), 403);
     assert_eq!(control(port, &origin, r#"{"volume": 2}"#), 400);
     let out = running.wait(Duration::from_secs(30));
@@ -143,7 +148,12 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
     let hello = hello.expect("a hello frame first");
     assert_eq!(hello["controls"], true);
     assert_eq!(hello["sources"][0]["name"], source.as_str());
-    assert_eq!(notes.len(), 9, "one note frame per note played: {}", out.stderr);
+    assert_eq!(
+        notes.len(),
+        9,
+        "one note frame per note played: {}",
+        out.stderr
+    );
     assert_eq!(out.summary().get("notes"), 9);
     for (i, (_, note)) in notes.iter().enumerate() {
         assert_eq!(note["title"], format!("Note {i}"));

@@ -45,7 +45,10 @@ fn free_port() -> u16 {
 fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "carillon's display never listened on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "carillon's display never listened on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -55,8 +58,15 @@ fn play(replay: &Path, port: u16, seconds: &str, tap: &DeviceTap) -> support::pr
     let listen = format!("127.0.0.1:{port}");
     spawn_carillon(
         &[
-            "play", "--source", &source, "--display", &listen, "--duration", seconds,
-            "--buffer-frames", "256",
+            "play",
+            "--source",
+            &source,
+            "--display",
+            &listen,
+            "--duration",
+            seconds,
+            "--buffer-frames",
+            "256",
         ],
         tap.env(),
     )
@@ -95,7 +105,10 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     let url = format!("http://127.0.0.1:{port}/");
     browser.navigate(&url).expect("the page loads");
     browser
-        .wait_for("window.carillonDisplay && window.carillonDisplay.connected", Duration::from_secs(10))
+        .wait_for(
+            "window.carillonDisplay && window.carillonDisplay.connected",
+            Duration::from_secs(10),
+        )
         .expect("the page connects to carillon's feed");
     // Every bubble as it appears, with its colour: the page's own state, sampled.
     eval(
@@ -104,7 +117,10 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
          if (b && !seen.some(s => s.title === b.title)) seen.push(b); }, 10); true",
     );
     browser
-        .wait_for("carillonDisplay.banner.includes('Camille')", Duration::from_secs(10))
+        .wait_for(
+            "carillonDisplay.banner.includes('Camille')",
+            Duration::from_secs(10),
+        )
         .expect("the new account is welcomed by name");
     browser
         .wait_for("carillonDisplay.drawn >= 5", Duration::from_secs(10))
@@ -129,7 +145,10 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     let muted_at = Instant::now();
     eval(&browser, "document.getElementById('mute').click(); true");
     browser
-        .wait_for("document.getElementById('mute').textContent.toLowerCase().includes('unmute')", Duration::from_secs(5))
+        .wait_for(
+            "document.getElementById('mute').textContent.toLowerCase().includes('unmute')",
+            Duration::from_secs(5),
+        )
         .expect("the page shows the sound muted, as carillon reports it");
     browser
         .wait_for("carillonDisplay.drawn >= 8", Duration::from_secs(10))
@@ -143,13 +162,20 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     // The page follows carillon through a restart, without a reload.
     let out = running.wait(Duration::from_secs(30));
     out.assert_success();
+    // What the first carillon played (the second one records over it).
+    let wav = tap.read();
     browser
         .wait_for("!carillonDisplay.connected", Duration::from_secs(10))
         .expect("the page sees carillon gone");
     let again = dir.path().join("again.jsonl");
-    std::fs::write(&again, message(1.0, "Pont Marie", 300, "Ada", false, false) + "\n")
-        .expect("write the replay");
-    let reconnects = eval(&browser, "carillonDisplay.reconnects").as_u64().unwrap_or(0);
+    std::fs::write(
+        &again,
+        message(1.0, "Pont Marie", 300, "Ada", false, false) + "\n",
+    )
+    .expect("write the replay");
+    let reconnects = eval(&browser, "carillonDisplay.reconnects")
+        .as_u64()
+        .unwrap_or(0);
     let second = play(&again, port, "4", &tap);
     browser
         .wait_for(
@@ -158,7 +184,10 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
         )
         .expect("the page reconnects to the restarted carillon by itself");
     browser
-        .wait_for("carillonDisplay.lastBubble && carillonDisplay.lastBubble.title === 'Pont Marie'", Duration::from_secs(10))
+        .wait_for(
+            "carillonDisplay.lastBubble && carillonDisplay.lastBubble.title === 'Pont Marie'",
+            Duration::from_secs(10),
+        )
         .expect("and shows what it plays");
     browser
         .screenshot(&dir.path().join("display-after-restart.png"))
@@ -169,7 +198,11 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     assert_eq!(out.summary().get("notes"), 8, "{}", out.stderr);
     let seen = seen.as_array().expect("the bubbles seen").clone();
     let titles: Vec<&str> = seen.iter().filter_map(|b| b["title"].as_str()).collect();
-    assert_eq!(seen.len(), 8, "a bubble for each of the 8 notes: {titles:?}");
+    assert_eq!(
+        seen.len(),
+        8,
+        "a bubble for each of the 8 notes: {titles:?}"
+    );
     // Colours follow who made the edit: three colours for three kinds of editor, and
     // the same colour for the same kind.
     let colour = |title: &str| {
@@ -178,8 +211,11 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
             .map(|b| b["colour"].to_string())
             .unwrap_or_else(|| panic!("no bubble titled {title}: {titles:?}"))
     };
-    let (registered, anonymous, bot) =
-        (colour("Pont Neuf"), colour("Île de la Cité"), colour("Quai des Orfèvres"));
+    let (registered, anonymous, bot) = (
+        colour("Pont Neuf"),
+        colour("Île de la Cité"),
+        colour("Quai des Orfèvres"),
+    );
     assert_ne!(registered, anonymous);
     assert_ne!(registered, bot);
     assert_ne!(anonymous, bot);
@@ -192,7 +228,6 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
 
     // The sound: loud before the mute, silent after it (the notes at 11 and 11.5 s
     // were played muted).
-    let wav = tap.read();
     let sr = f64::from(wav.sample_rate);
     let mono = wav.mono();
     let window = |from: f64, to: f64| {

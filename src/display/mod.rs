@@ -389,7 +389,11 @@ async fn follow(mut socket: WebSocket, hub: Arc<Hub>) {
 }
 
 /// A control request: from the page's own origin only, when controls are on.
-async fn control(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn control(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let refuse = |status: StatusCode, why: &'static str| (status, why).into_response();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
@@ -406,7 +410,10 @@ async fn control(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: axum::bo
         return refuse(StatusCode::FORBIDDEN, "the controls are turned off");
     }
     if body.len() > MAX_CONTROL_BYTES {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "a control request is a few bytes");
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "a control request is a few bytes",
+        );
     }
     let Ok(request) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "not JSON");
