@@ -203,3 +203,77 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
         "muted: rms {during} against {before} before"
     );
 }
+
+#[test]
+fn a_note_reaches_the_page_when_it_is_heard_not_when_its_edit_arrives() {
+    use support::{Step, WsServer};
+    // Notes sound 400 ms after their edits arrive: the page must wait for the sound.
+    let dir = TempDir::new("display-latency");
+    let config = dir.path().join("late.toml");
+    std::fs::write(&config, "[engine]\nlatency_ms = 400\n").expect("write the config");
+    let server = WsServer::start(vec![
+        Step::sleep_ms(2000),
+        Step::text(wikimon_edit("Late bell", 300, "Main")),
+        Step::sleep_ms(60_000),
+    ]);
+    let port = free_port();
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let listen = format!("127.0.0.1:{port}");
+    let url = server.url();
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--source",
+            &url,
+            "--display",
+            &listen,
+            "--duration",
+            "5",
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let (connected, heard) = runtime.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/feed"))
+            .await
+            .expect("the display's feed accepts a websocket");
+        // The feed's server sends the edit 2 s after carillon connects to it.
+        let connected = tokio::task::spawn_blocking(move || {
+            let ok = server.wait_for_connections(1, Duration::from_secs(10));
+            // The server goes back: dropped, it would hang up.
+            (ok, Instant::now(), server)
+        })
+        .await
+        .expect("waited");
+        assert!(connected.0, "carillon connected to the feed");
+        let _server = connected.2;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+        loop {
+            let frame = tokio::time::timeout_at(deadline, ws.next()).await;
+            let Ok(Some(Ok(frame))) = frame else {
+                panic!("no note frame came")
+            };
+            let Ok(text) = frame.into_text() else {
+                continue;
+            };
+            let value: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
+            if value["type"] == "note" {
+                return (connected.1, Instant::now());
+            }
+        }
+    });
+    running.wait(Duration::from_secs(30)).assert_success();
+    // Sent 2 s after the connection (which the test saw up to ~10 ms late), heard 400 ms
+    // later plus the device's own delay.
+    let after_send = heard.duration_since(connected).as_secs_f64() - 2.0;
+    assert!(
+        (0.35..0.6).contains(&after_send),
+        "the note frame came {after_send:.3} s after its edit was sent; it sounds 0.4 s after"
+    );
+}
