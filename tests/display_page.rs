@@ -90,15 +90,18 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
         message(6.5, HOSTILE, 900, "Mallory", false, false),
         newcomer(7.0, "Camille"),
         message(7.5, "Notre-Dame", 3000, "Ada", false, false),
+        // After the test has turned the volume down: the first two again, quieter.
+        message(9.5, "Pont Neuf ", 420, "Ada", false, false),
+        message(10.0, "Île de la Cité ", -120, "192.0.2.7", true, false),
         // After the test has muted the sound.
-        message(11.0, "Sainte-Chapelle", 700, "Ada", false, false),
-        message(11.5, "Conciergerie", 700, "Ada", false, false),
+        message(12.5, "Sainte-Chapelle", 700, "Ada", false, false),
+        message(13.0, "Conciergerie", 700, "Ada", false, false),
     ];
     std::fs::write(&replay, lines.join("\n") + "\n").expect("write the replay");
     let port = free_port();
     let jack = JackServer::start(256);
     let tap = DeviceTap::new(&jack);
-    let running = play(&replay, port, "14", &tap);
+    let running = play(&replay, port, "15", &tap);
     wait_for_port(port);
 
     let browser = Browser::launch(1280, 720);
@@ -141,6 +144,16 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     );
     assert_eq!(in_log, true, "the log shows the hostile title as text");
 
+    // Turn the volume down from the page, as a person would: its slider.
+    eval(
+        &browser,
+        "const v = document.getElementById('volume'); v.value = '0.2'; \
+         v.dispatchEvent(new Event('input')); true",
+    );
+    browser
+        .wait_for("carillonDisplay.drawn >= 8", Duration::from_secs(10))
+        .expect("the notes after the volume change");
+
     // Mute from the page, as a person would: its button.
     let muted_at = Instant::now();
     eval(&browser, "document.getElementById('mute').click(); true");
@@ -151,7 +164,7 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
         )
         .expect("the page shows the sound muted, as carillon reports it");
     browser
-        .wait_for("carillonDisplay.drawn >= 8", Duration::from_secs(10))
+        .wait_for("carillonDisplay.drawn >= 10", Duration::from_secs(10))
         .expect("the notes played while muted still appear");
     browser
         .screenshot(&dir.path().join("display-muted.png"))
@@ -195,14 +208,16 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     second.wait(Duration::from_secs(30)).assert_success();
 
     // One bubble per note played.
-    assert_eq!(out.summary().get("notes"), 8, "{}", out.stderr);
+    assert_eq!(out.summary().get("notes"), 10, "{}", out.stderr);
     let seen = seen.as_array().expect("the bubbles seen").clone();
     let titles: Vec<&str> = seen.iter().filter_map(|b| b["title"].as_str()).collect();
     assert_eq!(
         seen.len(),
-        8,
-        "a bubble for each of the 8 notes: {titles:?}"
+        10,
+        "a bubble for each of the 10 notes: {titles:?}"
     );
+    // A new account is shown by the newcomer's name.
+    assert!(titles.contains(&"Camille"), "{titles:?}");
     // Colours follow who made the edit: three colours for three kinds of editor, and
     // the same colour for the same kind.
     let colour = |title: &str| {
@@ -226,8 +241,9 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     let img = eval(&browser, "document.querySelectorAll('img').length");
     assert_eq!(img, 0, "no element was made of the title");
 
-    // The sound: loud before the mute, silent after it (the notes at 11 and 11.5 s
-    // were played muted).
+    // The sound: the same two notes a quarter as loud after the slider (0.8 → 0.2:
+    // −12 dB), and silence after the mute (the notes at 12.5 and 13 s were played
+    // muted).
     let sr = f64::from(wav.sample_rate);
     let mono = wav.mono();
     let window = |from: f64, to: f64| {
@@ -235,7 +251,15 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
         rms(&mono[a.min(b)..b])
     };
     let before = window(5.0, 8.0);
-    let after = window(11.0, 12.5);
+    // The first note alone, then its twin at the new volume (before the mute that
+    // follows the second twin).
+    let first_two = window(5.0, 5.5);
+    let turned_down = window(9.5, 10.0);
+    assert!(
+        turned_down < first_two * 0.5 && turned_down > first_two * 0.05,
+        "the slider at 0.2 turns the same notes down about 12 dB: rms {turned_down} against {first_two}"
+    );
+    let after = window(12.5, 14.0);
     assert!(before > 1e-3, "heard before the mute: rms {before}");
     assert!(
         after < before * 0.01,

@@ -97,7 +97,7 @@
     const span = width - 2 * margin;
     const x = margin + ((pan + 1) / 2) * span + (Math.random() - 0.5) * 0.12 * span;
     const y = margin + Math.random() * (height - 2 * margin);
-    const title = String(note.title ?? "");
+    const title = label(note);
     const b = {
       x: Math.max(margin, Math.min(width - margin, x)),
       y,
@@ -263,6 +263,13 @@
     }, WELCOME_MS);
   }
 
+  // What a note is called on screen: its page, or for a new account (whose "page" is
+  // the log of new users) the newcomer's name.
+  function label(note) {
+    if (note.kind === "new_member") return String(note.user || "a newcomer");
+    return String(note.title ?? "");
+  }
+
   // ---- log of recent edits
   function logNote(note) {
     const li = document.createElement("li");
@@ -273,7 +280,7 @@
     sizeEl.textContent = note.kind === "new_member" ? "new" : `${sign}${Math.abs(size)}`;
     const url = safeUrl(note.url);
     const titleEl = document.createElement(url ? "a" : "span");
-    titleEl.textContent = String(note.title ?? "");
+    titleEl.textContent = label(note);
     if (url) {
       titleEl.href = url;
       titleEl.target = "_blank";
