@@ -277,3 +277,182 @@ fn a_note_reaches_the_page_when_it_is_heard_not_when_its_edit_arrives() {
         "the note frame came {after_send:.3} s after its edit was sent; it sounds 0.4 s after"
     );
 }
+
+/// Frames of the display's feed until `until` says stop or `timeout` passes; `act`
+/// runs on each frame (to send controls as a page would).
+async fn follow(
+    port: u16,
+    timeout: Duration,
+    mut act: impl FnMut(&serde_json::Value),
+    until: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/feed"))
+        .await
+        .expect("the display's feed accepts a websocket");
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !until(&frames) {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await else {
+            break;
+        };
+        let Ok(text) = frame.into_text() else {
+            continue;
+        };
+        let value: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
+        act(&value);
+        frames.push(value);
+    }
+    frames
+}
+
+#[test]
+fn a_source_turned_off_on_the_page_is_not_heard_and_every_page_sees_it() {
+    let dir = TempDir::new("display-sources");
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let times: Vec<f64> = (0..10).map(|i| 1.0 + 0.5 * i as f64).collect();
+    replay_file(&a, &times);
+    replay_file(&b, &times.iter().map(|t| t + 0.25).collect::<Vec<_>>());
+    let port = free_port();
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let (sa, sb) = (
+        format!("a=replay:{}", a.display()),
+        format!("b=replay:{}", b.display()),
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--source",
+            &sa,
+            "--source",
+            &sb,
+            "--display",
+            &listen,
+            "--duration",
+            "7",
+            "--buffer-frames",
+            "256",
+        ],
+        tap.env(),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    let origin = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    // One page turns b off after b's third note; another page, only watching, sees it.
+    let watcher = runtime.spawn(follow(
+        port,
+        Duration::from_secs(10),
+        |_| {},
+        |frames| {
+            frames
+                .iter()
+                .any(|f| f["type"] == "status" && f["sources"][1]["enabled"] == false)
+        },
+    ));
+    let mut sent = false;
+    let frames = runtime.block_on(follow(
+        port,
+        Duration::from_secs(10),
+        |frame| {
+            if !sent
+                && frame["type"] == "note"
+                && frame["title"] == "Note 2"
+                && frame["source"] == "b"
+            {
+                sent = true;
+                let origin = origin.clone();
+                std::thread::spawn(move || {
+                    assert_eq!(
+                        control(port, &origin, r#"{"source": "b", "enabled": false}"#),
+                        204
+                    );
+                });
+            }
+        },
+        |frames| {
+            frames
+                .iter()
+                .filter(|f| f["type"] == "note" && f["source"] == "a")
+                .count()
+                >= 10
+        },
+    ));
+    let watched = runtime.block_on(watcher).expect("the watching page ran");
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_success();
+    assert!(
+        watched
+            .iter()
+            .any(|f| f["type"] == "status" && f["sources"][1]["enabled"] == false),
+        "the other page sees b turned off"
+    );
+    let notes = |source: &str| {
+        frames
+            .iter()
+            .filter(|f| f["type"] == "note" && f["source"] == source)
+            .count()
+    };
+    assert_eq!(notes("a"), 10, "a plays on");
+    // b's notes up to the switch (3, perhaps 4 if one was already scheduled), none after.
+    assert!(
+        (3..=4).contains(&notes("b")),
+        "b is heard {} times",
+        notes("b")
+    );
+    let line = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("source b: "))
+        .unwrap_or_else(|| panic!("no line for source b:\n{}", out.stderr));
+    let b = support::Summary::parse(&format!("summary: {line}")).expect("key=value pairs");
+    assert_eq!(b.get("events"), 10, "b is still read and scored");
+    assert_eq!(b.get("notes") + b.get("silenced"), 10, "{:?}", b.fields);
+    assert_eq!(b.get("notes") as usize, notes("b"));
+}
+
+#[test]
+fn a_kiosk_without_controls_refuses_them_and_says_so() {
+    let dir = TempDir::new("display-kiosk");
+    let replay = dir.path().join("one.jsonl");
+    replay_file(&replay, &[1.0]);
+    let config = dir.path().join("kiosk.toml");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!("[display]\nlisten = \"127.0.0.1:{port}\"\ncontrols = false\n"),
+    )
+    .expect("write the config");
+    let jack = JackServer::start(256);
+    let tap = DeviceTap::new(&jack);
+    let source = format!("replay:{}", replay.display());
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--source",
+            &source,
+            "--duration",
+            "3",
+        ],
+        tap.env(),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let frames = runtime.block_on(follow(
+        port,
+        Duration::from_secs(5),
+        |_| {},
+        |f| !f.is_empty(),
+    ));
+    assert_eq!(
+        frames.first().map(|f| f["controls"].clone()),
+        Some(serde_json::json!(false))
+    );
+    let origin = format!("http://127.0.0.1:{port}");
+    assert_eq!(control(port, &origin, r#"{"muted": true}"#), 403);
+    let out = running.wait(Duration::from_secs(30));
+    out.assert_success();
+    assert_eq!(out.summary().get("notes"), 1, "the sound was not muted");
+}
