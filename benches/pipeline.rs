@@ -178,5 +178,46 @@ fn offline_render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsing, scoring, engine_block, offline_render);
+/// The density control's cost: the recorded hour at 36 times its speed (about 20 notes
+/// a second, 100 s of audio) rendered with the control on and off.
+fn density(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render_20_notes_per_s");
+    group.sample_size(10);
+    for enabled in [true, false] {
+        let mut config = Config::defaults();
+        config.engine.density.enabled = enabled;
+        let names = Instruments::built_in().expect("instruments").names();
+        let spec = format!("replay:{CORPUS}");
+        let sources = plan(&config, None, &[spec], &names).expect("the recorded hour");
+        let opts = RenderOptions {
+            sources,
+            duration: 100.0,
+            output: std::path::PathBuf::new(),
+            seed: 1,
+            speed: 36.0,
+            sample_rate: 48_000,
+            notes: None,
+        };
+        let name = if enabled { "density_on" } else { "density_off" };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let events = offline_events(&opts.sources, opts.seed).expect("the corpus");
+                let mut sink = NullSink::default();
+                let instruments = Instruments::built_in().expect("instruments");
+                render_into(&config, instruments, events, &opts, &mut sink).expect("render");
+                black_box(sink.frames)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    parsing,
+    scoring,
+    engine_block,
+    offline_render,
+    density
+);
 criterion_main!(benches);

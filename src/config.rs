@@ -249,6 +249,22 @@ pub struct EngineConfig {
     pub instruments_dir: String,
     pub reverb: ReverbConfig,
     pub limiter: LimiterConfig,
+    pub density: DensityConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DensityConfig {
+    /// Whether note gains follow the rate of notes (false: Listen to Wikipedia's
+    /// behaviour, every note at its own gain whatever the rate).
+    pub enabled: bool,
+    /// Notes a second up to which every note keeps its full gain.
+    pub reference_rate: f64,
+    /// How much of a rise in rate is taken back: 0.5 keeps the summed power of
+    /// overlapping notes steady; 0, nothing.
+    pub exponent: f64,
+    /// Time constant of the rate estimate (s).
+    pub time_s: f64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -454,6 +470,14 @@ impl Config {
         range("engine.reverb.time", r.time, real(0.05, 60.0));
         range("engine.reverb.damping", r.damping, real(0.0, 1.0));
         range("engine.reverb.wet", r.wet as f64, real(0.0, 1.0));
+        let d = &e.density;
+        range(
+            "engine.density.reference_rate",
+            d.reference_rate,
+            Limits::above(0.0, 1000.0),
+        );
+        range("engine.density.exponent", d.exponent, real(0.0, 1.0));
+        range("engine.density.time_s", d.time_s, Limits::above(0.0, 600.0));
         let l = &e.limiter;
         range(
             "engine.limiter.attack_ms",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use fundsp::prelude::AudioUnit;
 use thiserror::Error;
 
+use super::density::Density;
 use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled};
 use crate::instrument::{Instruments, Voice};
 use crate::score::Note;
@@ -32,6 +33,8 @@ pub struct ControlHalf {
     shared: Arc<EngineShared>,
     epoch: Instant,
     blueprint: Blueprint,
+    /// Softens new notes as the stream gets busier (`[engine.density]`).
+    density: Density,
 }
 
 impl ControlHalf {
@@ -43,6 +46,7 @@ impl ControlHalf {
             from_audio: queues.from_audio,
             shared: blueprint.shared.clone(),
             epoch: blueprint.epoch,
+            density: Density::new(&blueprint.config.density),
             blueprint,
         }
     }
@@ -81,14 +85,21 @@ impl ControlHalf {
         self.epoch
     }
 
-    /// Build the voice for `note` and schedule it to start at stream frame `start`.
+    /// Build the voice for `note` and schedule it to start at stream frame `start`, at
+    /// the gain the density of notes asks for (see [`Density`]).
     pub fn play(&mut self, note: &Note, start: u64) -> Result<Played, QueueFull> {
         self.collect();
         if self.to_audio.is_full() {
             return Err(QueueFull);
         }
-        let voice = self.instruments.build(note, self.sample_rate);
+        let mut voice = self.instruments.build(note, self.sample_rate);
+        voice.gain *= self.density.note_at(start as f64 / self.sample_rate);
         self.schedule(voice, start)
+    }
+
+    /// The running estimate of notes started a second, as the density control sees it.
+    pub fn note_rate(&self) -> f64 {
+        self.density.rate()
     }
 
     /// Schedule a voice built elsewhere to start at stream frame `start`.

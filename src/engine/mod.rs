@@ -10,6 +10,7 @@
 mod audio;
 mod control;
 pub mod denormals;
+pub mod density;
 pub mod limiter;
 pub mod reverb;
 

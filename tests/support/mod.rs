@@ -23,6 +23,7 @@
 //! - [`ws`]: a scripted wikimon websocket server ([`WsServer`], [`Step`]).
 //! - [`score`]: what carillon's score says a message should play ([`expected`]).
 //! - [`wikimon`]: wikimon-format messages ([`wikimon_edit`], [`wikimon_newuser`]).
+//! - [`corpus`]: paths into `../shared/corpus` ([`corpus_path`]).
 //! - [`tools`]: checks that the system tools the harness needs are installed.
 
 // Each integration test binary compiles this module and uses only part of it.
@@ -32,6 +33,7 @@ pub mod alsa;
 pub mod analysis;
 pub mod bench;
 pub mod browser;
+pub mod corpus;
 pub mod files;
 pub mod jack;
 pub mod process;
@@ -49,6 +51,7 @@ pub use analysis::{
     cents, count_clipped, fft, nearest_csharp_pentatonic, onsets, peak_abs, rms, spectrum_peak,
 };
 pub use bench::{assert_callbacks_every, latency_row};
+pub use corpus::corpus_path;
 pub use jack::{JackServer, SAMPLE_RATE};
 pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
 pub use score::expected;

@@ -1,0 +1,12 @@
+//! The recorded streams of `../shared/corpus`, read-only, beside the repository.
+
+/// The full path of a corpus file, failing the test with what is missing if it is not
+/// there.
+pub fn corpus_path(path: &str) -> String {
+    let full = format!("{}/../shared/corpus/{path}", env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        std::path::Path::new(&full).exists(),
+        "missing the shared corpus file {full}: the tests expect ../shared/corpus beside the repository"
+    );
+    full
+}
