@@ -19,7 +19,7 @@ use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1};
 use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
-use super::{EngineShared, Scheduled, BLOCK};
+use super::{EngineShared, Scheduled, ASAP, BLOCK};
 
 /// A voice on the audio thread.
 struct Active {
@@ -263,7 +263,9 @@ impl AudioHalf {
     /// Take newly scheduled voices into free slots, stealing the oldest if over polyphony.
     fn receive(&mut self, t0: u64) {
         while let Ok(Scheduled { voice, mut start }) = self.incoming.pop() {
-            if start < t0 {
+            if start == ASAP {
+                start = t0;
+            } else if start < t0 {
                 self.shared.late.fetch_add(1, Relaxed);
                 start = t0;
             }

@@ -74,6 +74,10 @@ impl EngineShared {
     }
 }
 
+/// The start of a note that should sound as soon as it can: in the first block the
+/// audio half has not rendered yet. Such a note is never late.
+pub const ASAP: u64 = u64::MAX;
+
 /// A voice with its absolute start time, on its way to the audio half.
 pub struct Scheduled {
     pub voice: Voice,
