@@ -191,6 +191,8 @@ pub struct Summary {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineCounters {
     pub stolen: u64,
+    /// Voices retired early, once under their instrument's audibility floor.
+    pub inaudible: u64,
     pub late: u64,
     pub overflow: u64,
     pub clamped: u64,
@@ -203,6 +205,7 @@ impl EngineCounters {
         let s = control.shared();
         EngineCounters {
             stolen: s.stolen.load(Relaxed),
+            inaudible: s.inaudible.load(Relaxed),
             late: s.late.load(Relaxed),
             overflow: s.overflow.load(Relaxed),
             clamped: s.clamped.load(Relaxed),
@@ -217,9 +220,10 @@ impl Summary {
     pub fn line(&self) -> String {
         let e = &self.engine;
         let mut line = format!(
-            "{} stolen={} late={} overflow={} clamped={} nonfinite={} bus_resets={}",
+            "{} stolen={} inaudible={} late={} overflow={} clamped={} nonfinite={} bus_resets={}",
             self.stats.summary(),
             e.stolen,
+            e.inaudible,
             e.late,
             e.overflow,
             e.clamped,

@@ -57,9 +57,18 @@ pub enum InstrumentError {
 pub struct Recipe {
     pub name: String,
     pub gain: f32,
+    /// The level (dBFS) under which a note of this instrument is no longer heard: a
+    /// voice that has sounded and falls under it is retired. Default -90, about the
+    /// step of a 16-bit sample.
+    #[serde(default = "default_audible_dbfs")]
+    pub audible_dbfs: f32,
     pub fm_bell: Option<FmBell>,
     pub pluck: Option<Pluck>,
     pub bowed: Option<Bowed>,
+}
+
+fn default_audible_dbfs() -> f32 {
+    -90.0
 }
 
 /// A struck bar: FM with a fast-dying index, plus one overtone partial.
@@ -114,6 +123,9 @@ pub struct Voice {
     /// Linear gain of this note (recipe gain × velocity).
     pub gain: f32,
     pub pan: f32,
+    /// The level (linear, of full scale) under which, once it has sounded, the voice
+    /// is no longer heard and is retired.
+    pub audible: f32,
 }
 
 /// The instruments an engine can play, in the order of their ids.
@@ -152,7 +164,14 @@ impl Recipe {
     }
 
     fn problems(&self) -> Vec<Problem> {
-        let mut fields: Vec<(&str, f32, Limits)> = vec![("gain", self.gain, GAIN)];
+        let mut fields: Vec<(&str, f32, Limits)> = vec![
+            ("gain", self.gain, GAIN),
+            (
+                "audible_dbfs",
+                self.audible_dbfs,
+                Limits::real(-160.0, -40.0),
+            ),
+        ];
         let (real, above) = (Limits::real, Limits::above);
         if let Some(b) = &self.fm_bell {
             fields.extend([
@@ -348,6 +367,7 @@ impl Instruments {
             frames: (seconds as f64 * sample_rate).ceil() as u64,
             gain: recipe.gain * note.velocity,
             pan: note.pan,
+            audible: 10f32.powf(recipe.audible_dbfs / 20.0),
         }
     }
 }

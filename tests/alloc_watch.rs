@@ -61,6 +61,7 @@ fn the_counter_sees_allocations_in_the_callback_body_and_nowhere_else() {
         frames: 48_000,
         gain: 0.5,
         pan: 0.0,
+        audible: 3e-5,
     };
     control.schedule(greedy, 512).expect("room");
     {

@@ -208,6 +208,7 @@ fn faulty_voice(output: f32, after: u64, panics: bool, frames: u64) -> Voice {
         frames,
         gain: 0.5,
         pan: 0.0,
+        audible: 3e-5,
     }
 }
 
@@ -338,5 +339,134 @@ fn a_renewed_audio_half_continues_the_clock_and_silences_the_old_one() {
         control.shared().frames.load(Relaxed),
         new.clock(),
         "and moves no clock"
+    );
+}
+
+/// A voice that falls 60 dB a second from full scale, scheduled for far longer than it
+/// can be heard.
+#[derive(Clone)]
+struct Fading {
+    level: f32,
+    keep: f32,
+}
+
+impl AudioNode for Fading {
+    const ID: u64 = 0x6361_7269_0002;
+    type Inputs = U0;
+    type Outputs = U1;
+
+    fn tick(&mut self, _input: &Frame<f32, U0>) -> Frame<f32, U1> {
+        self.level *= self.keep;
+        [self.level].into()
+    }
+}
+
+fn fading_voice(seconds: u64) -> Voice {
+    Voice {
+        unit: Box::new(An(Fading {
+            level: 1.0,
+            // -60 dB a second: 10^(-3 / SR) per sample.
+            keep: 10f32.powf(-3.0 / SR as f32),
+        })),
+        frames: seconds * SR as u64,
+        gain: 1.0,
+        pan: 0.0,
+        // -90 dBFS.
+        audible: 10f32.powf(-90.0 / 20.0),
+    }
+}
+
+#[test]
+fn a_voice_under_its_instruments_floor_is_retired_before_its_end() {
+    let (mut control, mut audio) = default_engine();
+    control.schedule(fading_voice(60), 0).expect("room");
+    let mut out = vec![0.0f32; 256 * 2];
+    // The voice has 60 s to run but is under -90 dBFS after 1.5 s (the pan's
+    // equal-power gain of -3 dB brings that from 1.5 s to 1.45 s).
+    let seconds_rendered = |blocks: usize| blocks as f64 * 256.0 / SR;
+    let mut blocks = 0;
+    while control.voices() > 0 || blocks == 0 {
+        audio.render(&mut out, 2);
+        blocks += 1;
+        assert!(
+            seconds_rendered(blocks) < 2.0,
+            "the voice was still held 2 s in, 45 dB under its floor"
+        );
+    }
+    let retired_at = seconds_rendered(blocks);
+    assert!(
+        retired_at > 1.4,
+        "retired at {retired_at:.2} s, while it was still over -90 dBFS"
+    );
+    assert_eq!(control.shared().inaudible.load(Relaxed), 1);
+}
+
+#[test]
+fn a_swell_that_starts_under_the_floor_plays_out_whole() {
+    // The violin rises from silence over 1.1 s: its first blocks are under -90 dBFS,
+    // and it must not be taken for a voice that has ended. It may only be retired at
+    // the very end of its fall, once under the floor.
+    let (mut control, mut audio) = default_engine();
+    let played = control.play(&note(2, 440.0), 0).expect("room");
+    let mut out = vec![0.0f32; 256 * 2];
+    let mut rendered = 0u64;
+    let mut held_until = 0u64;
+    while rendered < played.frames + 256 {
+        audio.render(&mut out, 2);
+        rendered += 256;
+        if control.voices() > 0 {
+            held_until = rendered;
+        }
+    }
+    // Its fall (1.6 s, a raised cosine) takes 99 % of it down to -90 dB relative only
+    // in its last few percent.
+    let release = (1.6 * SR) as u64;
+    assert!(
+        held_until + release / 20 >= played.frames,
+        "the swell was retired at frame {held_until} of {}",
+        played.frames
+    );
+}
+
+#[test]
+fn after_a_note_and_its_reverb_tail_the_engine_sleeps_and_cuts_nothing_audible() {
+    let (mut control, mut audio) = default_engine();
+    let played = control.play(&note(0, 440.0), 0).expect("room");
+    let mut out = vec![0.0f32; 256 * 2];
+    let mut rendered = 0u64;
+    // The loudest sample of each buffer, until the engine sleeps.
+    let mut peaks = Vec::new();
+    while rendered == 0 || !audio.asleep() {
+        audio.render(&mut out, 2);
+        rendered += 256;
+        peaks.push(out.iter().fold(0.0f32, |m, x| m.max(x.abs())));
+        assert!(
+            rendered < played.frames + 10 * SR as u64,
+            "10 s after its note ended the engine is still awake"
+        );
+    }
+    // It slept soon after the tail died: the reverb's 2.8 s to -60 dB.
+    let slept_after = (rendered - played.frames) as f64 / SR;
+    assert!(slept_after < 5.0, "slept {slept_after:.1} s after the note");
+    // What it cut was inaudible: the last 100 ms before it slept were all under
+    // -90 dBFS.
+    let last = &peaks[peaks.len() - (0.1 * SR / 256.0) as usize..];
+    let loudest = last.iter().fold(0.0f32, |m, &x| m.max(x));
+    assert!(
+        loudest < 3.2e-5,
+        "the engine slept while its tail was at {:.1} dBFS",
+        20.0 * loudest.log10()
+    );
+    // Asleep, it renders exact silence, and wakes for the next note.
+    audio.render(&mut out, 2);
+    assert!(out.iter().all(|&x| x == 0.0));
+    let at = audio.clock() + 512;
+    control.play(&note(0, 440.0), at).expect("room");
+    let mut woke = vec![0.0f32; 2048 * 2];
+    audio.render(&mut woke, 2);
+    assert!(!audio.asleep());
+    assert!(
+        woke.iter().any(|&x| x.abs() > 0.01),
+        "the next note is heard"
     );
 }

@@ -32,23 +32,58 @@ struct Active {
     gain_r: f32,
     /// Being faded out to make room for another voice.
     stolen: bool,
+    /// The level of the voice's own output (before its gains) under which it is no
+    /// longer heard: its instrument's audibility floor over its louder gain.
+    floor: f32,
+    /// Whether it has been heard yet: a slow swell starts under the floor, and must
+    /// not be retired before it rises.
+    sounded: bool,
+    /// Blocks in a row it has stayed under the floor since it was heard.
+    quiet_blocks: u32,
 }
 
 /// Length of the fade that ends every voice, and of a stolen voice's fade-out: short
 /// enough to make room fast, long enough that no click is heard (5 ms at 48 kHz).
 const FADE_SECONDS: f64 = 0.005;
 
+/// A voice heard, then under its floor for this many blocks in a row (10.7 ms at
+/// 48 kHz) is retired: long enough that a waveform's zero crossings or a beat between
+/// partials are not taken for its end.
+const QUIET_BLOCKS: u32 = 8;
+
+/// Under this level (-90 dBFS, about a 16-bit sample's step) the reverb's tail is
+/// gone, and the reverb is put to sleep.
+pub const AUDIBLE: f32 = 3.162_277_7e-5;
+
 pub struct AudioHalf {
-    slots: Vec<Option<Active>>,
+    /// The voices, in the order they arrived; room for `capacity` of them is allocated
+    /// once, and they never move elsewhere on this thread.
+    voices: Vec<Active>,
+    capacity: usize,
+    /// How many voices at the front of `voices` are being faded out to make room:
+    /// voices are stolen oldest first, so the stolen ones are always the oldest, and
+    /// the next to steal is the first after them. Stealing and counting what sounds
+    /// take no scan.
+    stolen_front: usize,
     polyphony: usize,
     incoming: rtrb::Consumer<Scheduled>,
     retired: rtrb::Producer<Box<dyn AudioUnit>>,
     reverb: Reverb,
+    /// Frames of silent input after which the reverb's lines hold nothing that can
+    /// still come out: its longest path.
+    reverb_memory: u64,
+    /// Frames in a row the reverb has had silent input and given out nothing audible.
+    reverb_quiet: u64,
+    /// The reverb's lines are cleared and it is not run until a voice sounds again.
+    reverb_asleep: bool,
     /// The look-ahead limiter (and ceiling) ending the master bus.
     limiter: Limiter,
     /// The block being mixed, then (once through the bus) being delivered.
     mix_l: [f32; BLOCK],
     mix_r: [f32; BLOCK],
+    /// Whether the block in `mix_l`/`mix_r` is known to be all zeros: nothing sounded
+    /// and the bus was asleep, so it is neither cleared again nor copied sample by sample.
+    mix_silent: bool,
     voice_out: BufferArray<U1>,
     /// Frames rendered by the engine: always whole blocks, ahead of what was delivered.
     rendered: u64,
@@ -87,14 +122,21 @@ impl AudioHalf {
         generation: u64,
     ) -> Self {
         Self {
-            slots: (0..slots).map(|_| None).collect(),
+            voices: Vec::with_capacity(slots),
+            capacity: slots,
+            stolen_front: 0,
             polyphony,
             incoming,
             retired,
+            reverb_memory: reverb.memory_frames() as u64,
+            reverb_quiet: 0,
+            // A new bus starts with nothing in it: asleep until a voice sounds.
+            reverb_asleep: true,
             reverb,
             limiter,
             mix_l: [0.0; BLOCK],
             mix_r: [0.0; BLOCK],
+            mix_silent: true,
             voice_out: BufferArray::new(),
             // A new half continues the stream clock of the one it replaces: notes
             // already scheduled keep their meaning.
@@ -124,6 +166,12 @@ impl AudioHalf {
     /// Frames delivered so far: the stream clock.
     pub fn clock(&self) -> u64 {
         self.clock
+    }
+
+    /// Whether the engine is doing nothing per sample: no voice, and a master bus
+    /// (reverb and limiter) asleep with nothing left in it.
+    pub fn asleep(&self) -> bool {
+        self.voices.is_empty() && self.reverb_asleep && self.limiter.idle()
     }
 
     /// Fill `out`, interleaved with `channels` channels, with the next frames of the
@@ -157,20 +205,22 @@ impl AudioHalf {
                 self.read = 0;
             }
             let n = (BLOCK - self.read).min(frames - done);
-            let left = &self.mix_l[self.read..self.read + n];
-            let right = &self.mix_r[self.read..self.read + n];
-            for (i, frame) in out[done * channels..(done + n) * channels]
-                .chunks_exact_mut(channels)
-                .enumerate()
-            {
-                match frame {
-                    [mono] => *mono = 0.5 * (left[i] + right[i]),
-                    [l, r, rest @ ..] => {
-                        *l = left[i];
-                        *r = right[i];
-                        rest.fill(0.0);
+            let out = &mut out[done * channels..(done + n) * channels];
+            if self.mix_silent {
+                out.fill(0.0);
+            } else {
+                let left = &self.mix_l[self.read..self.read + n];
+                let right = &self.mix_r[self.read..self.read + n];
+                for (i, frame) in out.chunks_exact_mut(channels).enumerate() {
+                    match frame {
+                        [mono] => *mono = 0.5 * (left[i] + right[i]),
+                        [l, r, rest @ ..] => {
+                            *l = left[i];
+                            *r = right[i];
+                            rest.fill(0.0);
+                        }
+                        [] => {}
                     }
-                    [] => {}
                 }
             }
             self.read += n;
@@ -185,12 +235,26 @@ impl AudioHalf {
         let n = BLOCK;
         let t0 = self.rendered;
         let t1 = t0 + n as u64;
+        self.rendered = t1;
         self.receive(t0);
+        if self.asleep() {
+            // Nothing sounds and nothing is left in the bus: the block is silence, and
+            // costs nothing per sample. The volume is where it was gliding to.
+            if !self.mix_silent {
+                self.mix_l.fill(0.0);
+                self.mix_r.fill(0.0);
+                self.mix_silent = true;
+            }
+            self.volume = self.shared.volume();
+            self.shared.voices.store(0, Relaxed);
+            return;
+        }
+        self.mix_silent = false;
         self.mix_l.fill(0.0);
         self.mix_r.fill(0.0);
         let fade = self.fade_frames;
-        for slot in self.slots.iter_mut() {
-            let Some(v) = slot else { continue };
+        let mut mixed = false;
+        for v in self.voices.iter_mut() {
             if v.start >= t1 || v.remaining == 0 {
                 continue;
             }
@@ -200,13 +264,27 @@ impl AudioHalf {
             v.unit
                 .process(len, &BufferRef::empty(), &mut self.voice_out.buffer_mut());
             let samples = &mut self.voice_out.channel_f32_mut(0)[..len];
-            if !all_finite(samples) {
+            let Some(peak) = peak_if_finite(samples) else {
                 // One NaN in the bus would stay in the reverb's feedback for good: the
                 // voice goes, the sound stays.
                 v.remaining = 0;
                 self.shared.nonfinite.fetch_add(1, Relaxed);
                 continue;
+            };
+            if peak >= v.floor {
+                v.sounded = true;
+                v.quiet_blocks = 0;
+            } else if v.sounded {
+                v.quiet_blocks += 1;
+                if v.quiet_blocks >= QUIET_BLOCKS {
+                    // Under its instrument's audibility floor for good: what is left
+                    // of it would only be computed, never heard.
+                    v.remaining = 0;
+                    self.shared.inaudible.fetch_add(1, Relaxed);
+                    continue;
+                }
             }
+            mixed = true;
             // Every voice ends with a linear fade over its last `fade` frames.
             if v.remaining < fade + len as u64 {
                 for (i, s) in samples.iter_mut().enumerate() {
@@ -226,7 +304,27 @@ impl AudioHalf {
             v.remaining -= len as u64;
         }
         self.retire();
-        self.reverb.process(&mut self.mix_l, &mut self.mix_r);
+        if mixed {
+            self.reverb_asleep = false;
+            self.reverb_quiet = 0;
+            self.reverb.process(&mut self.mix_l, &mut self.mix_r);
+        } else if !self.reverb_asleep {
+            // Silent input: what comes out is the reverb's tail alone. Once it has
+            // stayed inaudible for as long as the reverb remembers, it is over.
+            self.reverb.process(&mut self.mix_l, &mut self.mix_r);
+            let tail = peak_if_finite(&self.mix_l)
+                .zip(peak_if_finite(&self.mix_r))
+                .map_or(f32::INFINITY, |(l, r)| l.max(r));
+            if tail < AUDIBLE {
+                self.reverb_quiet += n as u64;
+                if self.reverb_quiet >= self.reverb_memory {
+                    self.reverb.reset();
+                    self.reverb_asleep = true;
+                }
+            } else {
+                self.reverb_quiet = 0;
+            }
+        }
         self.limiter.process(&mut self.mix_l, &mut self.mix_r);
         if !(all_finite(&self.mix_l) && all_finite(&self.mix_r)) {
             // Voices are checked above, so this is the bus's own state gone bad: start
@@ -257,10 +355,10 @@ impl AudioHalf {
         if clamped > 0 {
             self.shared.clamped.fetch_add(u64::from(clamped), Relaxed);
         }
-        self.rendered = t1;
     }
 
-    /// Take newly scheduled voices into free slots, stealing the oldest if over polyphony.
+    /// Take newly scheduled voices, stealing the oldest if over polyphony. Constant
+    /// time per voice: no scan of the voices.
     fn receive(&mut self, t0: u64) {
         while let Ok(Scheduled { voice, mut start }) = self.incoming.pop() {
             if start == ASAP {
@@ -269,15 +367,13 @@ impl AudioHalf {
                 self.shared.late.fetch_add(1, Relaxed);
                 start = t0;
             }
-            let sounding = self
-                .slots
-                .iter()
-                .filter(|s| s.as_ref().is_some_and(|v| !v.stolen && v.remaining > 0))
-                .count();
-            if sounding >= self.polyphony {
+            // Every voice held sounds or waits to (finished ones left at the end of
+            // the last block), so those not being faded out are the ones that count.
+            if self.voices.len() - self.stolen_front >= self.polyphony {
                 self.steal_oldest();
             }
             let (gain_l, gain_r) = pan_gains(voice.pan, voice.gain);
+            let louder = gain_l.max(gain_r);
             let active = Active {
                 unit: voice.unit,
                 start,
@@ -285,57 +381,75 @@ impl AudioHalf {
                 gain_l,
                 gain_r,
                 stolen: false,
+                floor: if louder > 0.0 {
+                    voice.audible / louder
+                } else {
+                    // Never heard, so never found under its floor: it plays its length.
+                    f32::INFINITY
+                },
+                sounded: false,
+                quiet_blocks: 0,
             };
-            match self.slots.iter_mut().find(|s| s.is_none()) {
-                Some(slot) => *slot = Some(active),
-                None => {
-                    self.shared.overflow.fetch_add(1, Relaxed);
-                    // The return queue has room for every voice (see `engine`); if it
-                    // were ever full, the voice is kept silent rather than freed here.
-                    if let Err(rtrb::PushError::Full(unit)) = self.retired.push(active.unit) {
-                        std::mem::forget(unit);
-                    }
+            if self.voices.len() < self.capacity {
+                // Within the room allocated in `new`: no allocation.
+                self.voices.push(active);
+            } else {
+                self.shared.overflow.fetch_add(1, Relaxed);
+                // The return queue has room for every voice (see `engine`); if it
+                // were ever full, the voice is leaked rather than freed here.
+                if let Err(rtrb::PushError::Full(unit)) = self.retired.push(active.unit) {
+                    std::mem::forget(unit);
                 }
             }
         }
     }
 
+    /// Fade out the oldest voice not already fading: the first after the stolen ones.
     fn steal_oldest(&mut self) {
         let fade = self.fade_frames;
-        let oldest = self
-            .slots
-            .iter_mut()
-            .flatten()
-            .filter(|v| !v.stolen && v.remaining > 0)
-            .min_by_key(|v| v.start);
-        if let Some(v) = oldest {
+        if let Some(v) = self.voices.get_mut(self.stolen_front) {
             v.stolen = true;
             v.remaining = v.remaining.min(fade);
+            self.stolen_front += 1;
             self.shared.stolen.fetch_add(1, Relaxed);
         }
     }
 
-    /// Send finished voices back to the control half, and publish the voice count.
+    /// Send finished voices back to the control half, keep the others in the order
+    /// they came, and publish the voice count.
     fn retire(&mut self) {
-        let mut count = 0;
-        for slot in self.slots.iter_mut() {
-            match slot {
-                Some(v) if v.remaining == 0 => {
-                    if self.retired.slots() == 0 {
-                        // No room this block: keep it (silent) and try again next block.
-                        count += 1;
-                        continue;
-                    }
-                    if let Some(v) = slot.take() {
-                        let _ = self.retired.push(v.unit);
-                    }
-                }
-                Some(_) => count += 1,
-                None => {}
+        let mut kept = 0;
+        let mut stolen = 0;
+        for i in 0..self.voices.len() {
+            if self.voices[i].remaining > 0 {
+                stolen += usize::from(self.voices[i].stolen);
+                self.voices.swap(kept, i);
+                kept += 1;
             }
         }
-        self.shared.voices.store(count, Relaxed);
+        for v in self.voices.drain(kept..) {
+            // The return queue has room for every voice this half can hold (see
+            // `engine`); were it ever full, the voice is leaked rather than freed here.
+            if let Err(rtrb::PushError::Full(unit)) = self.retired.push(v.unit) {
+                std::mem::forget(unit);
+            }
+        }
+        self.stolen_front = stolen;
+        self.shared.voices.store(kept as u32, Relaxed);
     }
+}
+
+/// The largest magnitude in a block, or None if any sample is NaN or infinite: a
+/// float's bits less the sign order as its magnitude does, and NaN and infinity are
+/// the largest. An integer maximum vectorizes, so this costs what `all_finite` does.
+#[inline]
+fn peak_if_finite(samples: &[f32]) -> Option<f32> {
+    let bits = samples
+        .iter()
+        .map(|s| s.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0);
+    (bits < 0x7f80_0000).then(|| f32::from_bits(bits))
 }
 
 /// Whether every sample is finite. A float is NaN or infinite exactly when its bits,

@@ -31,6 +31,9 @@ pub struct Limiter {
     gain: f32,
     /// Per sub-block, the share of the distance to 1 the gain keeps when released.
     release_keep: f32,
+    /// Frames of silent input in a row: once they fill the look-ahead and the gain is
+    /// back at 1, silence comes out of silence and there is nothing to compute.
+    quiet: usize,
 }
 
 /// The look-ahead, in frames, of a limiter with this attack: the attack rounded up to
@@ -57,6 +60,7 @@ impl Limiter {
             head: 0,
             gain: 1.0,
             release_keep: (-1.0 / release_sub_blocks).exp() as f32,
+            quiet: usize::MAX,
         }
     }
 
@@ -66,6 +70,14 @@ impl Limiter {
         self.delay_r.fill(0.0);
         self.needs.fill(1.0);
         self.gain = 1.0;
+        self.quiet = usize::MAX;
+    }
+
+    /// Whether a block of silence would leave the limiter as silence and leave it as
+    /// it is: its look-ahead holds nothing and its gain is back at 1. The engine then
+    /// does not call it.
+    pub fn idle(&self) -> bool {
+        self.quiet > self.window * SUB && self.gain == 1.0
     }
 
     /// Limit a stereo block in place (any length that is a multiple of 16 frames).
@@ -77,6 +89,11 @@ impl Limiter {
 
     fn sub_block(&mut self, l: &mut [f32], r: &mut [f32]) {
         let peak = l.iter().chain(r.iter()).fold(0.0f32, |m, x| m.max(x.abs()));
+        self.quiet = if peak == 0.0 {
+            self.quiet.saturating_add(SUB)
+        } else {
+            0
+        };
         let need = if peak > self.ceiling {
             self.ceiling / peak
         } else {
@@ -101,6 +118,11 @@ impl Limiter {
         // sub-block already brought it down to at most `now`.
         let start = self.gain.min(now);
         let mut end = (1.0 - (1.0 - start) * self.release_keep).min(now);
+        if end > 1.0 - 1e-6 {
+            // A millionth short of 1 (-0.00001 dB) is 1: the release ends, where
+            // f32 rounding alone would take seconds more to get there.
+            end = 1.0;
+        }
         for i in 1..=self.window {
             let need = self.needs[(self.head + i) % n];
             if need < start {

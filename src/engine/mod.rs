@@ -43,6 +43,9 @@ pub struct EngineShared {
     pub voices: AtomicU32,
     /// Voices faded out early to make room (polyphony cap).
     pub stolen: AtomicU64,
+    /// Voices retired before their end because they fell under their instrument's
+    /// audibility floor.
+    pub inaudible: AtomicU64,
     /// Notes whose start time had passed when they reached the audio half.
     pub late: AtomicU64,
     /// Notes dropped because even the fade-out slots were full.

@@ -89,6 +89,15 @@ impl Reverb {
     }
 
     /// Silence every line and filter: the state of a reverb that has heard nothing.
+    /// The longest a sound can take to come out after it went in: the longest line
+    /// and both diffusers. After that many frames of silent input, an output that
+    /// stayed inaudible throughout means nothing audible is left inside.
+    pub fn memory_frames(&self) -> usize {
+        let longest = self.lines.iter().map(|l| l.buffer.len()).max().unwrap_or(0);
+        let diffusers: usize = self.diffusers[0].iter().map(|d| d.buffer.len()).sum();
+        longest + diffusers
+    }
+
     pub fn reset(&mut self) {
         for line in self
             .lines
