@@ -79,18 +79,11 @@ pub async fn run(
         }
         // The client's connect timeout covers TCP and TLS; this one also covers a
         // server that accepts and never answers.
-        let response = match tokio::time::timeout(connect_timeout, request.send()).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => {
-                reconnect
-                    .down(None, &format!("cannot connect: {e}"), &out)
-                    .await;
-                continue;
-            }
-            Err(_) => {
-                reconnect.down(None, "connection timed out", &out).await;
-                continue;
-            }
+        let Some(response) = reconnect
+            .connect(connect_timeout, request.send(), &out)
+            .await
+        else {
+            continue;
         };
         let status = response.status();
         if !status.is_success() {

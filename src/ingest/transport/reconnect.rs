@@ -34,6 +34,28 @@ impl Reconnect {
         }
     }
 
+    /// Open a connection with `attempt`, given `timeout` to succeed. A failure or a
+    /// timeout is reported as the feed going down, its backoff waited out, and gives
+    /// None: the caller tries again.
+    pub async fn connect<T, E: std::fmt::Display>(
+        &mut self,
+        timeout: Duration,
+        attempt: impl std::future::Future<Output = Result<T, E>>,
+        out: &Delivery,
+    ) -> Option<T> {
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(connection)) => Some(connection),
+            Ok(Err(e)) => {
+                self.down(None, &format!("cannot connect: {e}"), out).await;
+                None
+            }
+            Err(_) => {
+                self.down(None, "connection timed out", out).await;
+                None
+            }
+        }
+    }
+
     /// A connection is open: count it, and say so if the feed was down. Returns when.
     pub fn up(&mut self, out: &Delivery) -> Instant {
         Stats::add(&out.stats.connects, 1);

@@ -49,23 +49,10 @@ pub async fn run(url: &str, bearer: Option<String>, config: &SourceConfig, out: 
                 continue;
             }
         };
-        let attempt = tokio::time::timeout(
-            connect_timeout,
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true),
-        )
-        .await;
-        let stream = match attempt {
-            Ok(Ok((stream, _response))) => stream,
-            Ok(Err(e)) => {
-                reconnect
-                    .down(None, &format!("cannot connect: {e}"), &out)
-                    .await;
-                continue;
-            }
-            Err(_) => {
-                reconnect.down(None, "connection timed out", &out).await;
-                continue;
-            }
+        let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        let Some((stream, _response)) = reconnect.connect(connect_timeout, attempt, &out).await
+        else {
+            continue;
         };
         let connected_at = reconnect.up(&out);
         let ended = read(stream, silence_timeout, &out).await;
