@@ -16,6 +16,7 @@ use fundsp::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::bell::{BellNote, FmBellVoice};
 use crate::config::{located, ConfigError, Limits, Problem};
 use crate::score::Note;
 use crate::strings::BowedStrings;
@@ -35,9 +36,6 @@ pub const BUILT_IN: [(&str, &str); 3] = [
         include_str!("../instruments/violin.toml"),
     ),
 ];
-
-/// -60 dB as a natural-log amplitude ratio: exp(-T60_LN * t / t60) falls 60 dB at t60.
-const T60_LN: f32 = 6.907_755;
 
 #[derive(Debug, Error)]
 pub enum InstrumentError {
@@ -381,20 +379,23 @@ fn rise(t: f32, rise: f32) -> f32 {
     }
 }
 
+/// The célesta's bell: `sin(carrier with FM) · strike · exp decay + overtone`, as one
+/// node (`src/bell.rs`) that stops computing what has died away.
 fn fm_bell(b: &FmBell, f: f32) -> (Box<dyn AudioUnit>, f32) {
     let t60 = b.decay_s * (b.reference_hz / f).powf(b.decay_pitch_exponent);
     let seconds = t60.min(b.max_duration_s);
-    let attack = b.attack_ms / 1000.0;
-    let modulator = f * b.mod_ratio;
-    let depth = modulator * b.mod_index;
-    let (mod_tau, p_tau) = (b.mod_decay_s, b.partial_decay_s);
-    let p_level = b.partial_level;
-    let carrier = (sine_hz::<f32>(modulator) * lfo(move |t: f32| depth * (-t / mod_tau).exp()) + f)
-        >> sine::<f32>();
-    let amp = lfo(move |t: f32| rise(t, attack) * (-T60_LN * t / t60).exp());
-    let partial = sine_hz::<f32>(f * b.partial_ratio)
-        * lfo(move |t: f32| rise(t, attack) * p_level * (-t / p_tau).exp());
-    (Box::new(carrier * amp + partial), seconds)
+    let voice = FmBellVoice::new(BellNote {
+        frequency: f,
+        attack_s: b.attack_ms / 1000.0,
+        t60_s: t60,
+        mod_ratio: b.mod_ratio,
+        mod_index: b.mod_index,
+        mod_decay_s: b.mod_decay_s,
+        partial_ratio: b.partial_ratio,
+        partial_level: b.partial_level,
+        partial_decay_s: b.partial_decay_s,
+    });
+    (Box::new(An(voice)), seconds)
 }
 
 /// `top`: the highest cut-off a filter may have at the voice's sample rate. A recipe's

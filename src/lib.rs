@@ -8,6 +8,7 @@
 
 pub mod alloc_watch;
 pub mod backoff;
+pub mod bell;
 pub mod bench;
 pub mod conductor;
 pub mod config;
