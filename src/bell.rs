@@ -253,7 +253,7 @@ impl AudioNode for FmBellVoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{An, AttoHash, AudioUnit, BufferArray};
+    use fundsp::prelude::{An, AttoHash, BufferArray};
 
     const SR: f64 = 48_000.0;
 
