@@ -40,6 +40,10 @@ pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instru
     }
 }
 
+/// How long the conductor waits for an event before it looks after the device and the
+/// status line anyway.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+
 /// Frames from an event's arrival to its note's start: the configured latency, but never
 /// less than the floor below which a note could miss its block.
 ///
@@ -516,7 +520,10 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             break;
         }
         let audible = device.state() == DeviceState::Playing;
-        match rx.recv_timeout(Duration::from_millis(20)) {
+        // An event wakes this loop at once; the timeout only paces the housekeeping
+        // below (the device's health, the status line), which needs no more than ten
+        // rounds a second: an idle carillon wakes no more often than that.
+        match rx.recv_timeout(HOUSEKEEPING) {
             Ok(arrival) => {
                 let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
                 let source = usize::from(arrival.source);
