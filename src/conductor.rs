@@ -25,7 +25,7 @@ use crate::output::supervisor::{DeviceCounters, DeviceState, Supervisor};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
 use crate::score::{Note, Outcome, Score};
-use crate::stats::Stats;
+use crate::stats::{EventRates, Stats};
 
 /// Frames rendered between scheduling passes offline.
 const RENDER_CHUNK: usize = 256;
@@ -820,7 +820,7 @@ struct Status {
     enabled: bool,
     sources: Vec<(String, bool)>,
     last: Instant,
-    history: std::collections::VecDeque<(Instant, Vec<u64>)>,
+    rates: EventRates,
     shown: bool,
 }
 
@@ -833,7 +833,7 @@ impl Status {
                 .map(|p| (p.name.clone(), p.spec.is_feed()))
                 .collect(),
             last: Instant::now(),
-            history: std::collections::VecDeque::with_capacity(64),
+            rates: EventRates::new(),
             shown: false,
         }
     }
@@ -844,21 +844,8 @@ impl Status {
         }
         let now = Instant::now();
         self.last = now;
-        let events: Vec<u64> = stats.iter().map(|s| Stats::get(&s.events)).collect();
-        self.history.push_back((now, events.clone()));
-        while self
-            .history
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            self.history.pop_front();
-        }
-        let per_minute = |i: usize| match self.history.front() {
-            Some((t, n)) if now > *t => {
-                (events[i] - n[i]) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
-            }
-            _ => 0.0,
-        };
+        let rates = self.rates.sample(stats, now);
+        let per_minute = |i: usize| rates.get(i).copied().unwrap_or(0.0);
         let dropped: u64 = stats
             .iter()
             .map(|s| Stats::get(&s.throttled) + Stats::get(&s.engine_full) + Stats::get(&s.backlog))

@@ -3,9 +3,10 @@
 //! locking, and the status line and final summary read them from anywhere.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -123,5 +124,69 @@ impl Stats {
             line.push_str(&format!(" skipped.{kind}={n}"));
         }
         line
+    }
+}
+
+/// Events a minute per source, for the status line and the display: the sources'
+/// `events` counters sampled over a sliding minute.
+#[derive(Debug, Default)]
+pub struct EventRates {
+    history: VecDeque<(Instant, Vec<u64>)>,
+}
+
+impl EventRates {
+    pub fn new() -> Self {
+        Self {
+            history: VecDeque::with_capacity(64),
+        }
+    }
+
+    /// Sample the counters at `now`; each source's events a minute over the last
+    /// minute, or since the first sample if that is more recent (0 at the first).
+    pub fn sample(&mut self, stats: &[Arc<Stats>], now: Instant) -> Vec<f64> {
+        let events: Vec<u64> = stats.iter().map(|s| Stats::get(&s.events)).collect();
+        self.history.push_back((now, events.clone()));
+        while self
+            .history
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            self.history.pop_front();
+        }
+        let oldest = self
+            .history
+            .front()
+            .filter(|(t, n)| now > *t && n.len() == events.len());
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| match oldest {
+                Some((t, n)) => {
+                    count.saturating_sub(n[i]) as f64 * 60.0
+                        / now.duration_since(*t).as_secs_f64()
+                }
+                None => 0.0,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod rates {
+    use super::*;
+
+    #[test]
+    fn rates_are_per_minute_over_the_last_minute() {
+        let stats = vec![Arc::new(Stats::default()), Arc::new(Stats::default())];
+        let mut rates = EventRates::new();
+        let t0 = Instant::now();
+        assert_eq!(rates.sample(&stats, t0), vec![0.0, 0.0]);
+        Stats::add(&stats[0].events, 30);
+        let r = rates.sample(&stats, t0 + Duration::from_secs(30));
+        assert!((r[0] - 60.0).abs() < 1e-9 && r[1] == 0.0, "{r:?}");
+        // Ninety seconds in, the first sample has left the minute: 30 events in the
+        // last 60 s, none since.
+        let r = rates.sample(&stats, t0 + Duration::from_secs(90));
+        assert!(r[0].abs() < 1e-9, "{r:?}");
     }
 }

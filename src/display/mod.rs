@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::event::{Event, EventKind};
 use crate::score::Note;
-use crate::stats::Stats;
+use crate::stats::{EventRates, Stats};
 
 /// The page's policy: its own script and style only, nothing from elsewhere, no inline
 /// script — a title made of markup can never run.
@@ -124,7 +124,7 @@ struct Hub {
 pub struct Display {
     hub: Arc<Hub>,
     pending: mpsc::Sender<(Instant, Arc<str>)>,
-    history: std::collections::VecDeque<(Instant, Vec<u64>)>,
+    rates: EventRates,
     pub addr: SocketAddr,
 }
 
@@ -216,7 +216,7 @@ impl Display {
         Ok(Display {
             hub,
             pending,
-            history: std::collections::VecDeque::with_capacity(64),
+            rates: EventRates::new(),
             addr,
         })
     }
@@ -268,21 +268,8 @@ impl Display {
     /// after a control change): to every page, and kept for pages that connect.
     pub fn status(&mut self, stats: &[Arc<Stats>], feeds: &[bool], device: &str) {
         let now = Instant::now();
-        let events: Vec<u64> = stats.iter().map(|s| Stats::get(&s.events)).collect();
-        self.history.push_back((now, events.clone()));
-        while self
-            .history
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            self.history.pop_front();
-        }
-        let per_minute = |i: usize| match self.history.front() {
-            Some((t, n)) if now > *t && n.len() == events.len() => {
-                (events[i] - n[i]) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
-            }
-            _ => 0.0,
-        };
+        let rates = self.rates.sample(stats, now);
+        let per_minute = |i: usize| rates.get(i).copied().unwrap_or(0.0);
         let c = &self.hub.controls;
         let sources: Vec<serde_json::Value> = self
             .hub
