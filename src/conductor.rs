@@ -40,9 +40,10 @@ pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instru
     }
 }
 
-/// How long the conductor waits for an event before it looks after the device and the
-/// status line anyway.
-const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long the conductor waits for an event before it looks after the device, the
+/// status line and the display's controls anyway: a mute on the page must silence the
+/// next note, so this stays short (a tenth of a second let notes through).
+const HOUSEKEEPING: Duration = Duration::from_millis(20);
 
 /// Frames from an event's arrival to its note's start: the configured latency, but never
 /// less than the floor below which a note could miss its block.
@@ -520,9 +521,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             break;
         }
         let audible = device.state() == DeviceState::Playing;
-        // An event wakes this loop at once; the timeout only paces the housekeeping
-        // below (the device's health, the status line), which needs no more than ten
-        // rounds a second: an idle carillon wakes no more often than that.
+        // An event wakes this loop at once; the timeout paces the housekeeping below.
         match rx.recv_timeout(HOUSEKEEPING) {
             Ok(arrival) => {
                 let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
