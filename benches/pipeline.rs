@@ -179,7 +179,7 @@ fn offline_render(c: &mut Criterion) {
 }
 
 /// The density control's cost: the recorded hour at 36 times its speed (about 20 notes
-/// a second, 100 s of audio) rendered with the control on and off.
+/// a second, 30 s of audio) rendered with the control on and off.
 fn density(c: &mut Criterion) {
     let mut group = c.benchmark_group("render_20_notes_per_s");
     group.sample_size(10);
@@ -191,7 +191,7 @@ fn density(c: &mut Criterion) {
         let sources = plan(&config, None, &[spec], &names).expect("the recorded hour");
         let opts = RenderOptions {
             sources,
-            duration: 100.0,
+            duration: 30.0,
             output: std::path::PathBuf::new(),
             seed: 1,
             speed: 36.0,
