@@ -210,6 +210,42 @@ fn density(c: &mut Criterion) {
         });
     }
     group.finish();
+    // And per note, where the control does its work: building and scheduling 100
+    // célesta notes 10 ms apart, with and without it.
+    let mut group = c.benchmark_group("play_100_notes");
+    for enabled in [true, false] {
+        let mut config = Config::defaults();
+        config.engine.density.enabled = enabled;
+        let name = if enabled { "density_on" } else { "density_off" };
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    engine(
+                        &config.engine,
+                        Instruments::built_in().expect("instruments"),
+                        48_000.0,
+                    )
+                },
+                |(mut control, audio)| {
+                    for i in 0..100u64 {
+                        let note = Note {
+                            instrument: InstrumentId(0),
+                            frequency: 440.0,
+                            midi: 69,
+                            velocity: 0.8,
+                            pan: 0.0,
+                            seed: i,
+                            kind: EventKind::Addition,
+                        };
+                        black_box(control.play(&note, i * 480).expect("room"));
+                    }
+                    (control, audio)
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(

@@ -162,8 +162,7 @@ impl EventRates {
             .enumerate()
             .map(|(i, &count)| match oldest {
                 Some((t, n)) => {
-                    count.saturating_sub(n[i]) as f64 * 60.0
-                        / now.duration_since(*t).as_secs_f64()
+                    count.saturating_sub(n[i]) as f64 * 60.0 / now.duration_since(*t).as_secs_f64()
                 }
                 None => 0.0,
             })
