@@ -31,7 +31,10 @@ const ERROR_CLAMP_NS: f64 = 1_000_000.0;
 /// An error beyond this (ns), or two periods if longer, is not jitter but a sign that
 /// the stream has moved against the clock…
 const RELOCK_MIN_NS: f64 = 2_000_000.0;
-/// …when it persists for this many callbacks in a row: the loop then starts afresh.
+/// …when it persists for this many callbacks in a row without shrinking: the loop then
+/// starts afresh. (A callback that was merely late is followed by others in quick
+/// succession, each with a smaller error, as the device's buffer is refilled: the
+/// stream has not moved, and the loop holds.)
 const RELOCK_AFTER: u32 = 3;
 
 /// A delay-locked loop from callback timestamps to the stream clock's origin.
@@ -47,8 +50,9 @@ pub struct StreamClock {
     frame_ns: f64,
     /// The frame at which the loop last locked, to narrow its bandwidth from there.
     locked_at: u64,
-    /// Callbacks in a row whose error was too large to be jitter.
+    /// Callbacks in a row whose error was too large to be jitter, and the last one's.
     outliers: u32,
+    outlier_ns: f64,
     origin_ns: f64,
 }
 
@@ -63,6 +67,7 @@ impl StreamClock {
             frame_ns: period_ns,
             locked_at: 0,
             outliers: 0,
+            outlier_ns: 0.0,
             origin_ns: 0.0,
         }
     }
@@ -82,8 +87,14 @@ impl StreamClock {
         let error = now_ns - self.next_ns;
         // This callback's filtered time is the loop's prediction for it.
         let filtered = self.next_ns;
-        if error.abs() > RELOCK_MIN_NS.max(2.0 * n * self.frame_ns) {
-            self.outliers += 1;
+        let period = n * self.frame_ns;
+        if error.abs() > RELOCK_MIN_NS.max(2.0 * period) {
+            // Catching up (the error shrinking by most of a period a callback) is a late
+            // callback being made good, not a moved stream.
+            let catching_up =
+                self.outliers > 0 && error.abs() < self.outlier_ns.abs() - 0.5 * period;
+            self.outliers = if catching_up { 1 } else { self.outliers + 1 };
+            self.outlier_ns = error;
             if self.outliers >= RELOCK_AFTER {
                 return self.lock(now_ns, frame, frames);
             }
@@ -300,6 +311,39 @@ mod tests {
             // …and once settled again, within a sample.
             let after = spread(&run, 20.0 + SETTLED_S);
             assert!(after <= 1.0, "{buffer} frames: {after:.2} after the stall");
+        }
+    }
+
+    #[test]
+    fn a_late_callback_made_good_by_a_burst_is_not_a_stall() {
+        for buffer in [64usize, 256] {
+            let period_ns = buffer as f64 * PERIOD_NS;
+            let mut clock = StreamClock::new(SR);
+            let mut rng = Rng(7);
+            let mut worst: f64 = 0.0;
+            for k in 0..20_000u64 {
+                let frame = k * buffer as u64;
+                let true_ns = 1e6 + frame as f64 * PERIOD_NS;
+                // Every 1000th callback wakes 15 ms late; the ones it held up follow at
+                // once, 50 µs apart, until the device's buffer is full again.
+                let k_in = k % 1000;
+                let held = (15e6 / period_ns) as u64;
+                let now = if (500..=500 + held).contains(&k_in) {
+                    let late = 1e6 + ((k - k_in + 500) * buffer as u64) as f64 * PERIOD_NS + 15e6;
+                    (late + (k_in - 500) as f64 * 50e3).max(true_ns)
+                } else {
+                    true_ns + rng.unit() * 100e3
+                };
+                let origin = clock.update(now, frame, buffer);
+                if frame as f64 / SR >= SETTLED_S {
+                    let deviation = (origin - (1e6 + 50e3)) / PERIOD_NS;
+                    worst = worst.max(deviation.abs());
+                }
+            }
+            assert!(
+                worst <= 1.0,
+                "{buffer} frames: a late callback moved the clock by {worst:.1} samples"
+            );
         }
     }
 
