@@ -37,6 +37,10 @@ const RELOCK_MIN_NS: f64 = 500_000.0;
 /// succession, each with a smaller error, as the device's buffer is refilled: the
 /// stream has not moved, and the loop holds.)
 const RELOCK_AFTER: u32 = 3;
+/// However jumbled the timestamps (a server that keeps missing its cycles), the rate is
+/// never taken further than this from nominal: real clocks are within 100 ppm, and a
+/// rate gone astray would move every origin the loop gives between relocks.
+const MAX_RATE_ERROR: f64 = 1e-3;
 
 /// A delay-locked loop from callback timestamps to the stream clock's origin.
 #[derive(Debug, Clone)]
@@ -125,7 +129,10 @@ impl StreamClock {
             let b = std::f64::consts::SQRT_2 * omega;
             let c = omega * omega;
             self.next_ns = filtered + b * error + period;
-            self.frame_ns += c * error / n;
+            self.frame_ns = (self.frame_ns + c * error / n).clamp(
+                self.period_ns * (1.0 - MAX_RATE_ERROR),
+                self.period_ns * (1.0 + MAX_RATE_ERROR),
+            );
         }
         self.next_frame = frame + frames as u64;
         self.origin_ns = filtered - frame as f64 * self.period_ns;
