@@ -12,15 +12,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::config::{relative_to, Config};
-use crate::engine::{engine, ControlHalf, Played, BLOCK};
+use crate::config::{relative_to, Config, Schedule};
+use crate::engine::{engine, ControlHalf, Played, ASAP, BLOCK};
 use crate::ingest::plan::Planned;
 use crate::ingest::record::Recorder;
 use crate::ingest::{self, Arrival, Delivery, Parsed, Source};
 use crate::instrument::Instruments;
 use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceRequest};
-use crate::output::realtime::{describe, GRANTED};
+use crate::output::realtime::{
+    describe, event_path_priority, promote_event_path, RealtimeStatus, GRANTED,
+};
 use crate::output::supervisor::{DeviceCounters, DeviceState, Supervisor};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
@@ -78,8 +80,8 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
     a
 }
 
-/// Hand one scored note to the engine, counting what happened to it. Returns the note
-/// if it was scheduled.
+/// Hand one scored note to the engine, to start at stream frame `frame` (or [`ASAP`]),
+/// counting what happened to it. Returns the note if it was scheduled.
 ///
 /// With no device playing (`audible` false), the score still runs — its throttle and
 /// counters stay true to the stream — but its notes are only counted, as `silenced`.
@@ -94,7 +96,7 @@ fn conduct(
     seed: u64,
     audible: bool,
 ) -> Option<(Note, Played)> {
-    let seconds = frame as f64 / control.sample_rate();
+    let seconds = control.start_frame(frame) as f64 / control.sample_rate();
     match score.map_from(source, event, seconds) {
         Outcome::Play(_) if !audible => Stats::add(&stats.silenced, 1),
         Outcome::Play(mut note) => {
@@ -465,6 +467,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             }
         );
     }
+    let schedule = config.engine.schedule();
     // The floor follows the largest buffer the device has actually asked for.
     let latency_frames = |control: &ControlHalf, device: &Supervisor| {
         let opened = device.stream().map_or(0, |s| s.buffer_frames);
@@ -509,6 +512,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
     let mut xrun_lines = Repeated::new(Duration::from_secs(10));
     let mut reported_xruns = 0;
     let mut realtime_reported_for = 0;
+    let mut event_path_promoted = false;
     loop {
         if stop.load(Relaxed) {
             tracing::info!("stopping");
@@ -524,7 +528,12 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         // An event wakes this loop at once; the timeout paces the housekeeping below.
         match rx.recv_timeout(HOUSEKEEPING) {
             Ok(arrival) => {
-                let frame = control.frame_at(arrival.at) + latency_frames(&control, &device);
+                let frame = match schedule {
+                    Schedule::Fixed => {
+                        control.frame_at(arrival.at) + latency_frames(&control, &device)
+                    }
+                    Schedule::Asap => ASAP,
+                };
                 let source = usize::from(arrival.source);
                 // A source turned off on the display plays on unheard, counted silenced.
                 let on = display
@@ -540,14 +549,15 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                     opts.seed,
                     audible && on,
                 );
+                let start = control.start_frame(frame);
                 if let (Some(listing), Some((note, played))) = (listing.as_mut(), &played) {
-                    listing.note(frame, note, played)?;
+                    listing.note(start, note, played)?;
                 }
                 if let (Some(display), Some((note, _))) = (display.as_ref(), &played) {
                     let delay = device
                         .stream()
                         .map_or(0, |s| s.health.playback_delay_ns.load(Relaxed));
-                    let heard = control.instant_at(frame) + Duration::from_nanos(delay);
+                    let heard = control.instant_at(start) + Duration::from_nanos(delay);
                     let instrument = instrument_names
                         .get(note.instrument.0 as usize)
                         .map_or("", String::as_str);
@@ -583,6 +593,18 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                 if let Some(line) = describe(realtime, opts.device.realtime_priority) {
                     if realtime == GRANTED {
                         tracing::info!("{line}");
+                        if !event_path_promoted {
+                            // The audio thread no longer waits on a busy machine; the
+                            // threads that bring it its notes must not either.
+                            event_path_promoted = true;
+                            let priority = event_path_priority(opts.device.realtime_priority);
+                            let worker = Arc::new(RealtimeStatus::default());
+                            if promote_event_path(runtime.handle(), priority, worker) {
+                                tracing::info!(
+                                    "the network and conductor threads run with real-time priority (SCHED_FIFO {priority})"
+                                );
+                            }
+                        }
                     } else {
                         tracing::warn!("{line}");
                     }

@@ -245,11 +245,51 @@ pub struct EngineConfig {
     pub polyphony: usize,
     pub latency_ms: f64,
     pub margin_ms: f64,
+    /// When a note starts: `"fixed"`, `latency_ms` after its arrival; `"asap"`, in the
+    /// first block not yet rendered (see [`Schedule`]).
+    pub schedule: String,
     pub volume: f32,
     pub instruments_dir: String,
     pub reverb: ReverbConfig,
     pub limiter: LimiterConfig,
     pub density: DensityConfig,
+}
+
+/// How the conductor places a note on the stream clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// `engine.latency_ms` after its event arrived (at least the floor): every note at
+    /// the same distance from its arrival, wherever in a buffer the event landed.
+    Fixed,
+    /// In the first block the audio half has not rendered yet: the lowest latency there
+    /// is, paid for with up to one device buffer of jitter.
+    Asap,
+}
+
+impl Schedule {
+    pub const NAMES: &'static str = "\"fixed\" or \"asap\"";
+
+    pub fn parse(name: &str) -> Option<Schedule> {
+        match name {
+            "fixed" => Some(Schedule::Fixed),
+            "asap" => Some(Schedule::Asap),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Fixed => "fixed",
+            Schedule::Asap => "asap",
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The schedule named by `schedule` (a checked configuration names one).
+    pub fn schedule(&self) -> Schedule {
+        Schedule::parse(&self.schedule).unwrap_or(Schedule::Fixed)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -538,6 +578,13 @@ impl Config {
                 )
                 .also("source.backoff_initial_ms"),
             );
+        }
+        if Schedule::parse(&self.engine.schedule).is_none() {
+            out.push(Problem::new(
+                "engine.schedule",
+                format!("{:?}", self.engine.schedule),
+                format!("is not a schedule: expected {}", Schedule::NAMES),
+            ));
         }
         if s.scale.is_empty() {
             out.push(Problem::new(
@@ -987,6 +1034,22 @@ mod tests {
         );
         let e = refusal("[sources.x]\nspec = \"demo\"\nloudness = 2\n");
         assert!(e.contains("site.toml:3:1") && e.contains("loudness"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_schedule_is_refused_at_its_line_naming_the_two() {
+        assert_eq!(
+            refusal("[engine]\nlatency_ms = 0\nschedule = \"soon\"\n"),
+            "site.toml:3:12: engine.schedule = \"soon\" is not a schedule: expected \"fixed\" or \"asap\""
+        );
+    }
+
+    #[test]
+    fn the_schedule_is_fixed_unless_asap_is_asked_for() {
+        assert_eq!(Config::defaults().engine.schedule(), Schedule::Fixed);
+        let asap = Config::from_toml("[engine]\nschedule = \"asap\"\n", Path::new("site.toml"))
+            .expect("a valid configuration");
+        assert_eq!(asap.engine.schedule(), Schedule::Asap);
     }
 
     #[test]

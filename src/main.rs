@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 use carillon::bench;
 use carillon::conductor::{self, PlayOptions, RenderOptions};
-use carillon::config::{self, Config, Limits};
+use carillon::config::{self, Config, Limits, Schedule};
 use carillon::ingest::plan::{plan, Planned};
 use carillon::instrument::InstrumentError;
 use carillon::output::device::{self, DeviceRequest};
@@ -136,6 +136,10 @@ struct BenchLatencyArgs {
     /// Device buffer sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "64,128,256")]
     buffer_frames: Vec<u32>,
+    /// Schedules to measure, comma-separated: fixed, asap (default: the configuration's
+    /// `engine.schedule`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_schedule)]
+    schedule: Vec<Schedule>,
     /// Events sent per buffer size.
     #[arg(long, value_name = "N", default_value_t = 200)]
     events: usize,
@@ -487,9 +491,19 @@ fn bench_silence(args: BenchSilenceArgs) -> Result<()> {
     print_report(&report, args.json, bench::silence::table)
 }
 
+fn parse_schedule(name: &str) -> Result<Schedule, String> {
+    Schedule::parse(name).ok_or_else(|| format!("expected {}", Schedule::NAMES))
+}
+
 fn bench_latency(args: BenchLatencyArgs) -> Result<()> {
     let config = load_config(&args.config)?;
+    let schedules = if args.schedule.is_empty() {
+        vec![config.engine.schedule()]
+    } else {
+        args.schedule
+    };
     let rows = bench::latency::run(&bench::latency::LatencyBenchOptions {
+        schedules,
         host: args.host.or_config(&config),
         realtime_priority: config.output.realtime_priority,
         config,

@@ -391,15 +391,27 @@ fn the_audio_thread_asks_for_real_time_priority_and_says_what_it_got() {
     let policies = thread_policies(running.pid());
     let out = running.wait(Duration::from_secs(20));
     out.assert_success();
-    let fifo = policies.iter().filter(|(_, p)| *p == 1).count();
+    let fifo: Vec<&str> = policies
+        .iter()
+        .filter(|(_, p)| *p == 1)
+        .map(|(name, _)| name.as_str())
+        .collect();
     if out
         .stderr
         .contains("the audio thread runs with real-time priority (SCHED_FIFO 70)")
     {
-        assert_eq!(
-            fifo, 1,
-            "one SCHED_FIFO thread, the audio thread: {policies:?}"
+        // The audio thread, and the two that carry an event to the engine's queue: the
+        // network runtime's worker and the conductor (the main thread).
+        assert!(
+            out.stderr.contains(
+                "the network and conductor threads run with real-time priority (SCHED_FIFO 60)"
+            ),
+            "{}",
+            out.stderr
         );
+        assert_eq!(fifo.len(), 3, "three SCHED_FIFO threads: {policies:?}");
+        assert!(fifo.contains(&"carillon-ingest"), "{policies:?}");
+        assert!(fifo.contains(&"carillon"), "{policies:?}");
     } else {
         assert!(
             out.stderr
@@ -407,7 +419,8 @@ fn the_audio_thread_asks_for_real_time_priority_and_says_what_it_got() {
             "carillon does not say what became of its request:\n{}",
             out.stderr
         );
-        assert_eq!(fifo, 0, "{policies:?}");
+        assert!(fifo.is_empty(), "{policies:?}");
+        assert!(!out.stderr.contains("conductor threads"), "{}", out.stderr);
     }
 }
 
@@ -484,4 +497,51 @@ fn bench_latency_measures_every_note_through_the_device() {
         "arrival → playback {median_ms:.2} ms with {scheduled_ms:.2} ms scheduled: {row}"
     );
     assert_callbacks_every(row, PERIOD_FRAMES);
+}
+
+#[test]
+fn bench_latency_measures_the_asap_schedule_beside_the_fixed_one() {
+    let jack = JackServer::start(PERIOD_FRAMES);
+    let tap = DeviceTap::new(&jack);
+    let buffer = PERIOD_FRAMES.to_string();
+    let out = run_carillon(
+        &[
+            "bench",
+            "latency",
+            "--buffer-frames",
+            &buffer,
+            "--schedule",
+            "fixed,asap",
+            "--events",
+            "12",
+            "--rate",
+            "20",
+            "--json",
+        ],
+        tap.env(),
+        Duration::from_secs(60),
+    );
+    out.assert_success();
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON rows");
+    let median_ms = |row: &serde_json::Value| {
+        row["arrival_to_playback"]["median_us"]
+            .as_f64()
+            .expect("a median")
+            / 1000.0
+    };
+    let (fixed, asap) = (&rows[0], &rows[1]);
+    assert_eq!(fixed["schedule"], "fixed", "{rows}");
+    assert_eq!(asap["schedule"], "asap", "{rows}");
+    assert_eq!(asap["notes_measured"].as_u64(), Some(12), "{asap}");
+    assert_eq!(asap["late"].as_u64(), Some(0), "{asap}");
+    // An ASAP note waits for no scheduling latency: it is heard at most the look-ahead
+    // (5 ms) and a few periods (5.3 ms each here) after its arrival, well before the
+    // fixed schedule's 20 ms and more.
+    let period_ms = f64::from(PERIOD_FRAMES) / 48.0;
+    assert!(
+        median_ms(asap) <= 5.0 + 3.0 * period_ms && median_ms(asap) < median_ms(fixed),
+        "asap {:.2} ms, fixed {:.2} ms: {rows}",
+        median_ms(asap),
+        median_ms(fixed)
+    );
 }

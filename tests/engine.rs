@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicBool;
 
 use carillon::config::Config;
-use carillon::engine::{engine, AudioHalf, ControlHalf};
+use carillon::engine::{engine, AudioHalf, ControlHalf, ASAP};
 use carillon::event::EventKind;
 use carillon::instrument::{Instruments, Voice};
 use carillon::output::device::fill;
@@ -84,6 +84,53 @@ fn notes_start_at_their_scheduled_frame_whatever_the_buffer_or_arrival() {
             "the output must not depend on buffer size ({buffer}) or arrival ({lead})"
         );
     }
+}
+
+/// `callbacks` device buffers of `buffer` frames, then one note scheduled at `start`,
+/// then enough buffers for it to sound; returns the output after the note was sent and
+/// how many notes the engine counted late.
+fn play_after(callbacks: usize, buffer: usize, start: u64) -> (Vec<f32>, u64) {
+    let (mut control, mut audio) = default_engine();
+    let mut out = vec![0.0f32; buffer * 2];
+    for _ in 0..callbacks {
+        audio.render(&mut out, 2);
+    }
+    control
+        .play(&note(0, 440.0), start)
+        .expect("queue has room");
+    let mut after = vec![0.0f32; 8192 * 2];
+    for chunk in after.chunks_mut(buffer * 2) {
+        audio.render(chunk, 2);
+    }
+    (after, control.shared().late.load(Relaxed))
+}
+
+#[test]
+fn a_note_scheduled_asap_starts_in_the_first_block_not_yet_rendered_and_is_never_late() {
+    // Buffers of whole blocks: nothing is rendered past the last callback, and the note
+    // starts in the very next one, at its first frame.
+    for buffer in [64, 256] {
+        let clock = (10 * buffer) as u64;
+        let (asap, late) = play_after(10, buffer, ASAP);
+        let (exact, _) = play_after(10, buffer, clock);
+        assert!(
+            asap == exact,
+            "{buffer}: ASAP should start at frame {clock}"
+        );
+        assert_eq!(late, 0, "{buffer}: an ASAP note is never late");
+    }
+    // 100-frame buffers: after ten callbacks (1000 frames) the engine has rendered 16
+    // blocks (1024 frames), so the first block not yet rendered starts at 1024.
+    let (asap, late) = play_after(10, 100, ASAP);
+    let (exact, _) = play_after(10, 100, 1024);
+    assert!(
+        asap == exact,
+        "ASAP at 100-frame buffers should start at frame 1024"
+    );
+    assert_eq!(late, 0);
+    // The same start asked for as a frame already rendered is a late note.
+    let (_, late) = play_after(10, 100, 1000);
+    assert_eq!(late, 1);
 }
 
 #[test]

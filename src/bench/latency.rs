@@ -18,10 +18,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::Timing;
 use crate::conductor::scheduling_latency;
-use crate::config::Config;
-use crate::engine::engine;
+use crate::config::{Config, Schedule};
+use crate::engine::{engine, ASAP};
 use crate::ingest::{self, Delivery, Source};
 use crate::output::device::{CallbackRecord, DeviceOutput, DeviceRequest};
+use crate::output::realtime::{event_path_priority, promote_event_path, RealtimeStatus, GRANTED};
 use crate::score::{Outcome, Score};
 use crate::stats::Stats;
 
@@ -32,6 +33,8 @@ pub struct LatencyBenchOptions {
     pub host: Option<String>,
     pub realtime_priority: i32,
     pub buffer_frames: Vec<u32>,
+    /// The schedules to measure, each at every buffer size.
+    pub schedules: Vec<Schedule>,
     pub events: usize,
     /// Events per second.
     pub rate: f64,
@@ -42,9 +45,13 @@ pub struct LatencyBenchOptions {
 #[derive(Debug, Serialize)]
 pub struct LatencyRow {
     pub buffer_frames: u32,
+    /// `fixed` (each note `scheduling_latency_ms` after its arrival) or `asap` (in the
+    /// first block not yet rendered).
+    pub schedule: &'static str,
     pub events_sent: usize,
     pub notes_measured: usize,
-    /// The fixed delay from arrival to scheduled start, in force for this buffer size.
+    /// The fixed delay from arrival to scheduled start, in force for this buffer size
+    /// (0 for `asap`, which has none).
     pub scheduling_latency_ms: f64,
     /// The master bus's look-ahead (the limiter), included in the figures below.
     pub bus_lookahead_ms: f64,
@@ -63,6 +70,9 @@ pub struct LatencyRow {
     pub late: u64,
     /// Whether the audio thread ran with real-time priority.
     pub realtime: bool,
+    /// Whether the network runtime's worker did too (it is raised when the audio thread
+    /// gets it).
+    pub event_path_realtime: bool,
 }
 
 /// One edit message of the bench's feed.
@@ -112,9 +122,18 @@ fn std_dev_us(samples: &[Duration]) -> f64 {
     (us.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt()
 }
 
+/// Where a measured note was scheduled: at a frame, or as soon as possible once it was
+/// in the engine's queue at this instant.
+#[derive(Clone, Copy)]
+enum Start {
+    At(u64),
+    Asap(Instant),
+}
+
 fn run_one(
     o: &LatencyBenchOptions,
     buffer_frames: u32,
+    schedule: Schedule,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<LatencyRow> {
     let sr = o.sample_rate as f64;
@@ -138,12 +157,15 @@ fn run_one(
         realtime_priority: o.realtime_priority,
     };
     let device = DeviceOutput::start_measured(&request, audio, Some(records_tx))?;
-    let latency = scheduling_latency(
-        config.engine.latency_ms,
-        config.engine.margin_ms,
-        sr,
-        buffer_frames,
-    );
+    let latency = match schedule {
+        Schedule::Fixed => scheduling_latency(
+            config.engine.latency_ms,
+            config.engine.margin_ms,
+            sr,
+            buffer_frames,
+        ),
+        Schedule::Asap => 0,
+    };
     let lookahead =
         crate::engine::limiter::lookahead_frames(f64::from(config.engine.limiter.attack_ms), sr)
             as u64;
@@ -162,15 +184,42 @@ fn run_one(
         Delivery::new(tx, stats.clone(), 0, crate::ingest::Format::Wikimon),
     ));
 
-    let mut scheduled: Vec<(Instant, u64)> = Vec::with_capacity(o.events);
+    // As in `play`: once the audio thread has real-time priority, so do the threads
+    // that bring it its notes (this one, and the runtime's worker).
+    let started = Instant::now();
+    while device.health.callbacks.load(Relaxed) == 0 && started.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let event_path = Arc::new(RealtimeStatus::default());
+    if device.health.realtime.get() == GRANTED {
+        promote_event_path(
+            runtime.handle(),
+            event_path_priority(o.realtime_priority),
+            event_path.clone(),
+        );
+    }
+    let mut scheduled: Vec<(Instant, Start)> = Vec::with_capacity(o.events);
     let mut records: Vec<CallbackRecord> = Vec::with_capacity(1 << 16);
     let deadline = Instant::now() + Duration::from_secs_f64(o.events as f64 / o.rate + 10.0);
     while scheduled.len() < o.events && Instant::now() < deadline {
         if let Ok(arrival) = rx.recv_timeout(Duration::from_millis(5)) {
-            let frame = control.frame_at(arrival.at) + latency;
-            if let Outcome::Play(note) = score.map(&arrival.event, frame as f64 / sr) {
+            let (frame, start) = match schedule {
+                Schedule::Fixed => {
+                    let frame = control.frame_at(arrival.at) + latency;
+                    (frame, Start::At(frame))
+                }
+                Schedule::Asap => (ASAP, Start::Asap(arrival.at)),
+            };
+            let at = control.start_frame(frame);
+            if let Outcome::Play(note) = score.map(&arrival.event, at as f64 / sr) {
                 if control.play(&note, frame).is_ok() {
-                    scheduled.push((arrival.at, frame));
+                    // An ASAP note starts in the first callback that begins once it is
+                    // in the queue.
+                    let start = match start {
+                        Start::Asap(_) => Start::Asap(Instant::now()),
+                        at => at,
+                    };
+                    scheduled.push((arrival.at, start));
                 }
             }
         }
@@ -185,7 +234,8 @@ fn run_one(
     ));
     let xruns = device.health.xruns.load(Relaxed);
     let late = control.shared().late.load(Relaxed);
-    let realtime = device.health.realtime.get() == crate::output::realtime::GRANTED;
+    let realtime = device.health.realtime.get() == GRANTED;
+    let event_path_realtime = event_path.get() == GRANTED;
     drop(device);
     while let Ok(r) = records_rx.pop() {
         records.push(r);
@@ -195,7 +245,17 @@ fn run_one(
 
     let mut to_write = Vec::with_capacity(scheduled.len());
     let mut to_playback = Vec::with_capacity(scheduled.len());
-    for &(arrival, frame) in &scheduled {
+    for &(arrival, start) in &scheduled {
+        let frame = match start {
+            Start::At(frame) => frame,
+            // A note queued during the few microseconds between a callback's start and
+            // its first block is taken by that callback but counted here in the next
+            // one: one period too many, never too few.
+            Start::Asap(queued) => match records.iter().find(|r| r.at >= queued) {
+                Some(r) => r.first_frame,
+                None => continue,
+            },
+        };
         let target = frame + lookahead;
         let i = records.partition_point(|r| r.first_frame + r.frames as u64 <= target);
         let Some(r) = records.get(i).filter(|r| r.first_frame <= target) else {
@@ -217,6 +277,7 @@ fn run_one(
         * 1e6;
     Ok(LatencyRow {
         buffer_frames,
+        schedule: schedule.name(),
         events_sent: o.events,
         notes_measured: to_playback.len(),
         scheduling_latency_ms: latency as f64 / sr * 1e3,
@@ -229,6 +290,7 @@ fn run_one(
         xruns,
         late,
         realtime,
+        event_path_realtime,
     })
 }
 
@@ -243,26 +305,41 @@ pub fn run(o: &LatencyBenchOptions) -> Result<Vec<LatencyRow>> {
         .enable_all()
         .build()
         .context("cannot start the network runtime")?;
-    o.buffer_frames
-        .iter()
-        .map(|&b| run_one(o, b, &runtime))
-        .collect()
+    let mut rows = Vec::new();
+    for &schedule in &o.schedules {
+        for &b in &o.buffer_frames {
+            rows.push(run_one(o, b, schedule, &runtime)?);
+        }
+    }
+    Ok(rows)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 /// The rows as a table for people.
 pub fn table(rows: &[LatencyRow]) -> String {
     let mut s = String::from(
         "carillon bench latency: frame arrival → first audible sample (ms)\n\n\
-         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late  rt\n",
+         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late  rt (audio/path)\n",
     );
     let ms = |us: f64| us / 1000.0;
     for r in rows {
+        let scheduled = match r.schedule {
+            "asap" => "asap".to_owned(),
+            _ => format!("{:.2}", r.scheduling_latency_ms),
+        };
         s.push_str(&format!(
-            "{:>6} {:>3}/{:<3} {:>7.2} {:>17.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}  {}\n",
+            "{:>6} {:>3}/{:<3} {:>9} {:>15.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}  {}/{}\n",
             r.buffer_frames,
             r.notes_measured,
             r.events_sent,
-            r.scheduling_latency_ms,
+            scheduled,
             ms(r.arrival_to_write.median_us),
             ms(r.arrival_to_write.p99_us),
             ms(r.arrival_to_write.max_us),
@@ -276,12 +353,14 @@ pub fn table(rows: &[LatencyRow]) -> String {
             r.expected_interval_us,
             r.xruns,
             r.late,
-            if r.realtime { "yes" } else { "no" },
+            yes_no(r.realtime),
+            yes_no(r.event_path_realtime),
         ));
     }
     if let Some(r) = rows.first() {
         s.push_str(&format!(
-            "\n(every figure includes the fixed scheduling latency and the limiter's {:.1} ms look-ahead)\n",
+            "\n(every figure includes the fixed scheduling latency and the limiter's {:.1} ms look-ahead; \
+             `asap` notes start in the first block not yet rendered, and their jitter is the price)\n",
             r.bus_lookahead_ms
         ));
     }

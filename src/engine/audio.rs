@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use fundsp::prelude::{AudioUnit, BufferArray, BufferRef, U1};
 
+use super::clock::StreamClock;
 use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
@@ -97,7 +98,7 @@ pub struct AudioHalf {
     volume: f32,
     volume_coeff: f32,
     ceiling: f32,
-    sample_period_ns: f64,
+    stream_clock: StreamClock,
     epoch: Instant,
     shared: Arc<EngineShared>,
     /// This half's place in `EngineShared::generation`.
@@ -149,7 +150,7 @@ impl AudioHalf {
             // Volume changes glide with a 20 ms time constant: no zipper noise.
             volume_coeff: (-1.0 / (0.020 * sample_rate)).exp() as f32,
             ceiling,
-            sample_period_ns: 1e9 / sample_rate,
+            stream_clock: StreamClock::new(sample_rate),
             epoch,
             shared,
             generation,
@@ -191,7 +192,9 @@ impl AudioHalf {
         let _flush = FlushToZero::new(self.flush_denormals);
         let channels = channels.max(1);
         let now_ns = self.epoch.elapsed().as_nanos() as f64;
-        let origin = now_ns - self.clock as f64 * self.sample_period_ns;
+        let origin = self
+            .stream_clock
+            .update(now_ns, self.clock, out.len() / channels);
         self.shared.origin_ns.store(origin as i64 as u64, Release);
         let frames = out.len() / channels;
         if frames as u32 > self.largest_buffer {

@@ -8,7 +8,7 @@ use fundsp::prelude::AudioUnit;
 use thiserror::Error;
 
 use super::density::Density;
-use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled};
+use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled, ASAP};
 use crate::instrument::{Instruments, Voice};
 use crate::score::Note;
 
@@ -93,8 +93,20 @@ impl ControlHalf {
             return Err(QueueFull);
         }
         let mut voice = self.instruments.build(note, self.sample_rate);
-        voice.gain *= self.density.note_at(start as f64 / self.sample_rate);
+        let at = self.start_frame(start);
+        voice.gain *= self.density.note_at(at as f64 / self.sample_rate);
         self.schedule(voice, start)
+    }
+
+    /// The stream frame at which a note scheduled to start at `start` will start:
+    /// `start` itself, or for [`ASAP`] the first frame not yet delivered to the output
+    /// (where buffers are whole blocks, exactly; otherwise up to one block before it).
+    pub fn start_frame(&self, start: u64) -> u64 {
+        if start == ASAP {
+            self.shared.frames.load(Acquire)
+        } else {
+            start
+        }
     }
 
     /// The running estimate of notes started a second, as the density control sees it.

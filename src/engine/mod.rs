@@ -8,6 +8,7 @@
 //! control half to be freed there.
 
 mod audio;
+pub mod clock;
 mod control;
 pub mod denormals;
 pub mod density;

@@ -38,6 +38,30 @@ pub fn promote_current_thread(priority: i32, status: &RealtimeStatus) {
     status.set(if rc == 0 { GRANTED } else { rc });
 }
 
+/// The priority of the threads that carry an event from its socket to the engine's
+/// queue: under the audio thread's, so that they never hold up a callback, and over every
+/// ordinary process, so that a busy machine does not make a note miss its block.
+pub fn event_path_priority(audio_priority: i32) -> i32 {
+    (audio_priority - 10).max(1)
+}
+
+/// Move the calling thread (the conductor's) and the worker of `runtime` (which runs the
+/// sources and stamps their arrivals; the runtimes that carry events have one) to
+/// `SCHED_FIFO` at `priority`. Meant for when the audio thread got its own real-time
+/// priority: these threads spend nearly all their time waiting, and when an event comes
+/// they have a few hundred microseconds to hand it on. Returns whether the calling
+/// thread was promoted; the worker's answer lands in `worker` when it has run.
+pub fn promote_event_path(
+    runtime: &tokio::runtime::Handle,
+    priority: i32,
+    worker: std::sync::Arc<RealtimeStatus>,
+) -> bool {
+    runtime.spawn(async move { promote_current_thread(priority, &worker) });
+    let here = RealtimeStatus::default();
+    promote_current_thread(priority, &here);
+    here.get() == GRANTED
+}
+
 /// A sentence for the log saying what became of the request.
 pub fn describe(status: i32, priority: i32) -> Option<String> {
     match status {

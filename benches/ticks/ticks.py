@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Where notes land against the instants their edits were sent, on captured audio.
+
+A websocket server here sends identical edits 0.5 s apart (by default 44) to
+`carillon play`, whose ALSA default device is a WAV tap (ALSA's `file` plugin) in
+front of a private real-time JACK dummy server, so the WAV holds every sample carillon
+played, in stream order, paced in real time. The notes are made short (a célesta
+recipe cut to 0.3 s, no reverb, no density control), so each starts over digital
+silence and its onset is its first non-zero sample. Were every note scheduled exactly
+`latency` after its send, onset k - onset 0 would be (send k - send 0) x 48 kHz: the
+script prints how far each lands from that (around the median), whole-run and against
+its six neighbours (a JACK xrun moves the stream itself against the clock, which shows
+as a step in the whole-run figures but not in the neighbours').
+
+    benches/ticks/ticks.py target/release/carillon OUTDIR [--ticks 44] [--period 256]
+
+Needs jackd (run as root for -R), libasound2-plugins (ALSA's jack plugin), python3.
+"""
+import base64, hashlib, json, os, shutil, socket, statistics, struct, subprocess, sys, threading, time, wave
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+binary, outdir = sys.argv[1], sys.argv[2]
+args = dict(zip(sys.argv[3::2], sys.argv[4::2]))
+ticks = int(args.get('--ticks', 44))
+period = int(args.get('--period', 256))
+os.makedirs(outdir, exist_ok=True)
+
+# Short notes over silence: the built-in recipes, célesta cut to 0.3 s.
+inst = os.path.join(outdir, 'instruments')
+shutil.rmtree(inst, ignore_errors=True)
+shutil.copytree(os.path.join(HERE, '..', '..', 'instruments'), inst)
+celesta = os.path.join(inst, 'celesta.toml')
+text = open(celesta).read().splitlines()
+open(celesta, 'w').write('\n'.join('max_duration_s = 0.3' if l.startswith('max_duration_s') else l for l in text) + '\n')
+config = os.path.join(outdir, 'ticks.toml')
+open(config, 'w').write(f'[engine]\ninstruments_dir = "{inst}"\n[engine.reverb]\nwet = 0.0\n[engine.density]\nenabled = false\n')
+
+server = 'ticks%d' % os.getpid()
+jack = subprocess.Popen(['jackd', '-n', server, '-R', '-d', 'dummy', '-r', '48000', '-p', str(period)],
+                        stdout=open(os.path.join(outdir, 'jackd.log'), 'w'), stderr=subprocess.STDOUT)
+env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER='1')
+subprocess.run(['jack_wait', '-w', '-t', '10'], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+wav = os.path.join(outdir, 'played.wav')
+conf = os.path.join(outdir, 'asound.conf')
+open(conf, 'w').write('''pcm.!default { type plug slave { pcm "tap" format S16_LE rate 48000 channels 2 } }
+pcm.tap { type file slave.pcm "j" file "%s" format "wav" }
+pcm.j { type plug slave.pcm { type jack playback_ports { 0 system:playback_1 1 system:playback_2 } } }
+''' % wav)
+env['ALSA_CONFIG_PATH'] = conf
+
+edit = json.dumps({"action": "edit", "change_size": 40, "page_title": "Tick", "ns": "Main", "user": "t",
+                   "is_anon": False, "is_bot": False, "is_minor": False, "is_new": False, "url": "", "summary": ""}).encode()
+listener = socket.socket()
+listener.bind(('127.0.0.1', 0))
+listener.listen(1)
+sent = []
+
+
+def serve():
+    conn, _ = listener.accept()
+    request = b''
+    while b'\r\n\r\n' not in request:
+        request += conn.recv(4096)
+    key = [l.split(b':', 1)[1].strip() for l in request.split(b'\r\n') if l.lower().startswith(b'sec-websocket-key')][0]
+    accept = base64.b64encode(hashlib.sha1(key + b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest())
+    conn.sendall(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
+                 b'Sec-WebSocket-Accept: ' + accept + b'\r\n\r\n')
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    frame = (bytes([0x81, 126]) + struct.pack('>H', len(edit)) if len(edit) >= 126 else bytes([0x81, len(edit)])) + edit
+    start = time.monotonic_ns() + 3_000_000_000
+    for k in range(ticks):
+        due = start + k * 500_000_000
+        while time.monotonic_ns() < due - 2_000_000:
+            time.sleep(0.001)
+        while time.monotonic_ns() < due:  # the last 2 ms spun: sends on time to a few µs
+            pass
+        sent.append(time.monotonic_ns())
+        conn.sendall(frame)
+    time.sleep(3)
+    conn.close()
+
+
+thread = threading.Thread(target=serve)
+thread.start()
+play = subprocess.run([binary, 'play', '--config', config, '--source', 'ws://127.0.0.1:%d/' % listener.getsockname()[1],
+                       '--duration', str(3 + ticks * 0.5 + 2.5), '--buffer-frames', str(period)],
+                      env=env, capture_output=True, text=True)
+thread.join()
+jack.terminate()
+jack.wait()
+open(os.path.join(outdir, 'stderr.txt'), 'w').write(play.stderr)
+
+with wave.open(wav) as w:
+    raw = w.readframes(w.getnframes())
+samples = memoryview(raw).cast('h')
+loud = [i // 2 for i in range(len(samples)) if samples[i] != 0]
+onsets = [loud[0]] + [b for a, b in zip(loud, loud[1:]) if b - a > 4800]
+if len(onsets) != len(sent):
+    sys.exit(f'{len(onsets)} onsets for {len(sent)} edits sent; see {outdir}/stderr.txt')
+json.dump({'sent_ns': sent, 'onsets': onsets}, open(os.path.join(outdir, 'ticks.json'), 'w'))
+dev = [(o - onsets[0]) - (s - sent[0]) * 48e-6 for o, s in zip(onsets, sent)]
+median = statistics.median(dev)
+dev = [d - median for d in dev]
+near = [abs(d - statistics.median(dev[max(0, k - 3):k + 4])) for k, d in enumerate(dev)]
+
+
+def line(name, values):
+    a = sorted(abs(v) for v in values)
+    return (f'{name}: within ±1 sample {100 * sum(v <= 1.0 for v in a) / len(a):.0f}%, median {a[len(a) // 2]:.1f}, '
+            f'p90 {a[int(0.9 * (len(a) - 1))]:.1f}, max {a[-1]:.1f} samples')
+
+
+print(line('whole run', dev))
+print(line('against neighbours', near))
+print('JACK xruns: %d' % open(os.path.join(outdir, 'jackd.log')).read().count('XRun'))
+print(next((l for l in play.stderr.splitlines() if l.startswith('summary')), play.stderr[-300:]))
