@@ -1,18 +1,11 @@
 //! The `carillon` binary's offline paths: render determinism, and clear errors.
 
+mod support;
+
+use support::corpus_path;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
-
-fn corpus(path: &str) -> String {
-    let full = format!("{CORPUS}/{path}");
-    assert!(
-        std::path::Path::new(&full).exists(),
-        "missing the shared corpus file {full}: the tests expect ../shared/corpus beside the repository"
-    );
-    full
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("carillon-cli-{}", std::process::id()));
@@ -34,7 +27,10 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
-    let source = format!("replay:{}", corpus("wikimon/wikiticker-all-0600-1h.jsonl"));
+    let source = format!(
+        "replay:{}",
+        corpus_path("wikimon/wikiticker-all-0600-1h.jsonl")
+    );
     let (a, b, c) = (scratch("a.wav"), scratch("b.wav"), scratch("c.wav"));
     for (out, seed) in [(&a, "5"), (&b, "5"), (&c, "6")] {
         let o = carillon(&[
@@ -66,7 +62,10 @@ fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
 
 #[test]
 fn render_counts_notes_of_a_real_stream() {
-    let source = format!("replay:{}", corpus("wikimon/wikiticker-en-0600-1h.jsonl"));
+    let source = format!(
+        "replay:{}",
+        corpus_path("wikimon/wikiticker-en-0600-1h.jsonl")
+    );
     let out = scratch("en.wav");
     let o = carillon(&[
         "render",
@@ -96,7 +95,10 @@ fn render_counts_notes_of_a_real_stream() {
 
 #[test]
 fn render_lists_every_note_it_played_as_csv() {
-    let source = format!("replay:{}", corpus("wikimon/wikiticker-all-0600-1h.jsonl"));
+    let source = format!(
+        "replay:{}",
+        corpus_path("wikimon/wikiticker-all-0600-1h.jsonl")
+    );
     let (wav, csv) = (scratch("listed.wav"), scratch("listed.csv"));
     let o = carillon(&[
         "render",

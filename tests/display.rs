@@ -4,12 +4,14 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use support::{onsets, rms, spawn_carillon, wikimon_edit, DeviceTap, JackServer, TempDir};
+use support::{
+    free_port, onsets, rms, spawn_carillon, wait_for_port, wikimon_edit, DeviceTap, JackServer,
+    TempDir,
+};
 
 /// A replay of additions at the given times, titles "Note N".
 fn replay_file(path: &Path, times: &[f64]) {
@@ -25,24 +27,6 @@ fn replay_file(path: &Path, times: &[f64]) {
         })
         .collect();
     std::fs::write(path, lines.join("\n") + "\n").expect("write a replay file");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-fn wait_for_port(port: u16, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the display never listened on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// POST a control request with this Origin header; the status code.
@@ -86,7 +70,7 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
         ],
         tap.env(),
     );
-    wait_for_port(port, Duration::from_secs(10));
+    wait_for_port(port, Duration::from_secs(10), "the display");
     let origin = format!("http://127.0.0.1:{port}");
 
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -237,7 +221,7 @@ fn a_note_reaches_the_page_when_it_is_heard_not_when_its_edit_arrives() {
         ],
         tap.env(),
     );
-    wait_for_port(port, Duration::from_secs(10));
+    wait_for_port(port, Duration::from_secs(10), "the display");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let (connected, heard) = runtime.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/feed"))
@@ -336,7 +320,7 @@ fn a_source_turned_off_on_the_page_is_not_heard_and_every_page_sees_it() {
         ],
         tap.env(),
     );
-    wait_for_port(port, Duration::from_secs(10));
+    wait_for_port(port, Duration::from_secs(10), "the display");
     let origin = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     // One page turns b off after b's third note; another page, only watching, sees it.
@@ -438,7 +422,7 @@ fn a_kiosk_without_controls_refuses_them_and_says_so() {
         ],
         tap.env(),
     );
-    wait_for_port(port, Duration::from_secs(10));
+    wait_for_port(port, Duration::from_secs(10), "the display");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let frames = runtime.block_on(follow(
         port,

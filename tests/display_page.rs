@@ -7,12 +7,11 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::browser::Browser;
-use support::{rms, spawn_carillon, DeviceTap, JackServer, TempDir};
+use support::{free_port, rms, spawn_carillon, wait_for_port, DeviceTap, JackServer, TempDir};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
@@ -33,24 +32,6 @@ fn newcomer(t: f64, user: &str) -> String {
         "user": user, "ns": "Special", "url": "", "summary": ""
     })
     .to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "carillon's display never listened on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn play(replay: &Path, port: u16, seconds: &str, tap: &DeviceTap) -> support::process::Running {
@@ -102,7 +83,7 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     let jack = JackServer::start(256);
     let tap = DeviceTap::new(&jack);
     let running = play(&replay, port, "15", &tap);
-    wait_for_port(port);
+    wait_for_port(port, Duration::from_secs(15), "carillon's display");
 
     let browser = Browser::launch(1280, 720);
     let url = format!("http://127.0.0.1:{port}/");

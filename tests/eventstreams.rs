@@ -15,15 +15,8 @@ use carillon::ingest::transport::http;
 use carillon::ingest::{Arrival, Delivery, Format, HttpLines, SourceSpec};
 use carillon::stats::Stats;
 use crossbeam_channel::Receiver;
+use support::corpus_text;
 use support::sse::{encode, Request, SseServer, Step, Wire};
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
-
-fn corpus(path: &str) -> String {
-    let full = format!("{CORPUS}/{path}");
-    std::fs::read_to_string(&full)
-        .unwrap_or_else(|e| panic!("cannot read the shared corpus file {full}: {e}"))
-}
 
 /// An EventStreams id: a JSON array of Kafka positions, opaque to the client.
 fn kafka_id(offset: u64) -> String {
@@ -32,7 +25,7 @@ fn kafka_id(offset: u64) -> String {
 
 /// The hundred enwiki edits of 2023-07-29, each with its real Kafka offset as its id.
 fn enwiki() -> Vec<(String, String)> {
-    corpus("wikimedia/polars-guide_enwiki_recentchange_2023-07-29.ndjson")
+    corpus_text("wikimedia/polars-guide_enwiki_recentchange_2023-07-29.ndjson")
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -373,7 +366,7 @@ fn bytes_that_are_not_utf8_are_counted_as_malformed_and_skipped() {
 
 /// The fixture file's eleven events of 2026-04-11, with made-up offsets as ids.
 fn fixtures() -> Vec<serde_json::Value> {
-    serde_json::from_str(&corpus("wikimedia/wikimon_test_fixtures.json")).unwrap()
+    serde_json::from_str(&corpus_text("wikimedia/wikimon_test_fixtures.json")).unwrap()
 }
 
 #[test]

@@ -1,19 +1,15 @@
 //! The presets of `config/sources/` against real payloads of their feeds, from the
 //! shared corpus: each payload's documented classification, field by field.
 
+mod support;
+
+use support::corpus_text;
+
 use std::borrow::Cow;
 
 use carillon::event::{Event, EventKind};
 use carillon::ingest::format::rules::{Rules, PRESETS};
 use carillon::ingest::format::{Format, Message, Parsed};
-
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
-
-fn corpus(path: &str) -> String {
-    let full = format!("{CORPUS}/{path}");
-    std::fs::read_to_string(&full)
-        .unwrap_or_else(|e| panic!("cannot read the shared corpus file {full}: {e}"))
-}
 
 fn preset(name: &str) -> Rules {
     Rules::named(name, None).unwrap_or_else(|e| panic!("preset {name} does not load: {e}"))
@@ -60,7 +56,7 @@ fn wikimon_preset_gives_the_built_in_formats_events_on_the_corpus() {
         "wikimon/wikiticker-all-0600-1h.jsonl",
         "wikimedia/wikimon_newuser_examples.jsonl",
     ] {
-        for line in corpus(file).lines() {
+        for line in corpus_text(file).lines() {
             let message = Message::text(line);
             let built_in = Format::Wikimon.parse(&message);
             let by_rules = rules.apply(&message);
@@ -88,10 +84,10 @@ fn recentchanges() -> Vec<String> {
         "wikidata/editgroups_qs_batch_with_reverts.jsonl",
         "wikidata/editgroups_qs_batch_with_new_items.jsonl",
     ] {
-        all.extend(corpus(file).lines().map(str::to_owned));
+        all.extend(corpus_text(file).lines().map(str::to_owned));
     }
     let fixtures: serde_json::Value =
-        serde_json::from_str(&corpus("wikimedia/wikimon_test_fixtures.json"))
+        serde_json::from_str(&corpus_text("wikimedia/wikimon_test_fixtures.json"))
             .expect("the corpus fixtures are JSON");
     let fixtures = fixtures
         .as_array()
@@ -167,7 +163,9 @@ fn sse(text: &str) -> Vec<(String, String)> {
 #[test]
 fn mastodon_preset_reads_the_documented_sse_examples() {
     let rules = preset("mastodon");
-    let messages = sse(&corpus("mastodon/mastodon_docs_streaming_examples.sse.txt"));
+    let messages = sse(&corpus_text(
+        "mastodon/mastodon_docs_streaming_examples.sse.txt",
+    ));
     assert_eq!(messages.len(), 27);
     let parsed: Vec<Parsed> = messages
         .iter()
@@ -236,7 +234,9 @@ fn mastodon_preset_reads_the_documented_sse_examples() {
 #[test]
 fn mastodon_preset_counts_admin_sign_ups_and_follows_as_new_members() {
     let rules = preset("mastodon");
-    let messages = sse(&corpus("mastodon/mastodon_docs_streaming_examples.sse.txt"));
+    let messages = sse(&corpus_text(
+        "mastodon/mastodon_docs_streaming_examples.sse.txt",
+    ));
     let (name, mention) = &messages[1];
     assert_eq!(name, "notification");
     assert!(mention.contains(r#""type":"mention""#));
@@ -265,7 +265,7 @@ fn mastodon_preset_counts_admin_sign_ups_and_follows_as_new_members() {
 #[test]
 fn mastodon_preset_reads_websocket_frames_and_their_json_string_payloads() {
     let rules = preset("mastodon");
-    let text = corpus("mastodon/mastodon_docs_streaming_examples.ws.jsonl");
+    let text = corpus_text("mastodon/mastodon_docs_streaming_examples.ws.jsonl");
     let parsed: Vec<Parsed> = text
         .lines()
         .map(|line| rules.apply(&Message::text(line)))
@@ -300,7 +300,7 @@ const WEBHOOKS: [(&str, &str); 11] = [
 ];
 
 fn webhook(rules: &Rules, file: &str, event: &str) -> Parsed {
-    let data = corpus(&format!("github/octokit-webhook-examples/{file}"));
+    let data = corpus_text(&format!("github/octokit-webhook-examples/{file}"));
     rules.apply(&Message {
         event: Some(event),
         data: &data,
@@ -391,7 +391,7 @@ fn github_preset_classifies_every_octokit_example_as_documented() {
 #[test]
 fn github_push_is_sized_by_its_commits() {
     let rules = preset("github");
-    let data = corpus("github/octokit-webhook-examples/push_payload.json");
+    let data = corpus_text("github/octokit-webhook-examples/push_payload.json");
     let doc: serde_json::Value = serde_json::from_str(&data).expect("the payload is JSON");
     // The example deletes its ref; the same push creating a branch with three commits.
     let mut push = doc.clone();

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::{
-    rms, run_carillon, wikimon_edit, wikimon_newuser, DeviceTap, JackServer, Step, TempDir, Wav,
-    WsServer,
+    free_port, rms, run_carillon, wikimon_edit, wikimon_newuser, DeviceTap, JackServer, Step,
+    TempDir, Wav, WsServer,
 };
 
 /// A replay file of wikimon additions at the given times (s).
@@ -358,13 +358,6 @@ fn an_eventstreams_feed_and_a_wikimon_feed_play_at_once_each_counted() {
 }
 
 /// A port of 127.0.0.1 free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
-}
-
 fn github_sign(secret: &[u8], body: &[u8]) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");

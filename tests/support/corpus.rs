@@ -10,3 +10,11 @@ pub fn corpus_path(path: &str) -> String {
     );
     full
 }
+
+/// The text of a corpus file, failing the test with what is missing if it cannot be
+/// read.
+pub fn corpus_text(path: &str) -> String {
+    let full = corpus_path(path);
+    std::fs::read_to_string(&full)
+        .unwrap_or_else(|e| panic!("cannot read the shared corpus file {full}: {e}"))
+}

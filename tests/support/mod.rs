@@ -24,6 +24,7 @@
 //! - [`score`]: what carillon's score says a message should play ([`expected`]).
 //! - [`wikimon`]: wikimon-format messages ([`wikimon_edit`], [`wikimon_newuser`]).
 //! - [`corpus`]: paths into `../shared/corpus` ([`corpus_path`]).
+//! - [`net`]: free ports on 127.0.0.1 and waiting for a server ([`free_port`]).
 //! - [`tools`]: checks that the system tools the harness needs are installed.
 
 // Each integration test binary compiles this module and uses only part of it.
@@ -36,6 +37,7 @@ pub mod browser;
 pub mod corpus;
 pub mod files;
 pub mod jack;
+pub mod net;
 pub mod process;
 pub mod procfs;
 pub mod score;
@@ -51,8 +53,9 @@ pub use analysis::{
     cents, count_clipped, fft, nearest_csharp_pentatonic, onsets, peak_abs, rms, spectrum_peak,
 };
 pub use bench::{assert_callbacks_every, latency_row};
-pub use corpus::corpus_path;
+pub use corpus::{corpus_path, corpus_text};
 pub use jack::{JackServer, SAMPLE_RATE};
+pub use net::{free_port, wait_for_port};
 pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
 pub use score::expected;
 pub use tempdir::TempDir;
