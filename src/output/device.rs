@@ -331,12 +331,11 @@ impl DeviceOutput {
                         .playback_delay_ns
                         .store(delay.as_nanos() as u64, Relaxed);
                     if let Some(records) = records.as_mut() {
-                        let t = info.timestamp();
                         let _ = records.push(CallbackRecord {
                             at,
                             first_frame,
                             frames: (data.len() / ch.max(1)) as u32,
-                            playback_delay: t.playback.duration_since(t.callback),
+                            playback_delay: delay,
                         });
                     }
                 },
