@@ -55,7 +55,7 @@
 
   function resize() {
     // Device pixels capped at 2: past that, fill cost grows with no visible gain.
-    const dpr = Math.min(window.devicePixelRatio || 1, 2);
+    dpr = Math.min(window.devicePixelRatio || 1, 2);
     width = window.innerWidth;
     height = window.innerHeight;
     canvas.width = Math.round(width * dpr);
@@ -63,6 +63,8 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     scale = Math.max(0.5, Math.min(width, height) / 1080);
     ctx.font = fontFor();
+    resetLayers();
+    dirty = true;
     wake();
   }
 
@@ -110,7 +112,16 @@
       tw: title ? ctx.measureText(title).width : 0, // measured once, used for drawing and hit-testing
       tx: 0, // where the title starts: right of the bubble, or left of it near the right edge
       drawn: false,
+      step: -1, // alpha step last drawn
+      ts: -1, // title alpha step last drawn
+      row: -1, // title atlas row
+      rp: 0, // radius in whole pixels, for its sprite
+      ix: 0, // integer position: sprites are blitted without resampling
+      iy: 0,
     };
+    b.rp = Math.max(1, Math.round(b.r));
+    b.ix = Math.round(b.x);
+    b.iy = Math.round(b.y);
     b.tx = b.x + b.r + 8 * scale + b.tw > width - 8 ? b.x - b.r - 8 * scale - b.tw : b.x + b.r + 8 * scale;
     bubbles.push(b);
     if (bubbles.length > MAX_BUBBLES) bubbles.splice(0, bubbles.length - MAX_BUBBLES);
@@ -126,61 +137,166 @@
     }
   }
 
-  // Reused between frames: one path per (who, alpha step, style) bucket.
+  // Bubbles are drawn from small pre-rendered sprites, one per (who, kind, radius in
+  // pixels), blitted at integer positions with the bubble's alpha step: a blit is much
+  // cheaper than rasterising anti-aliased arcs every frame.
   const WHO = ["registered", "anonymous", "bot"];
-  const buckets = [];
-  for (let i = 0; i < WHO.length * ALPHA_STEPS * 2; i++) buckets.push([]);
+  let dpr = 1;
+  let sprites = new Map();
+
+  function sprite(b) {
+    const key = `${b.who}|${b.kind}|${b.rp}`;
+    let s = sprites.get(key);
+    if (s) return s;
+    const lw = 2.5 * scale;
+    const outer = b.kind === "new_member" ? b.rp + 5 * scale : b.rp;
+    const half = Math.ceil(outer + lw);
+    const c = document.createElement("canvas");
+    c.width = c.height = Math.ceil(2 * half * dpr);
+    const g = c.getContext("2d");
+    g.scale(dpr, dpr);
+    g.fillStyle = g.strokeStyle = palette[b.who];
+    g.lineWidth = lw;
+    // Additions are filled, removals are rings, new members are both.
+    if (b.kind !== "removal") {
+      g.beginPath();
+      g.arc(half, half, b.rp, 0, 2 * Math.PI);
+      g.fill();
+    }
+    if (b.kind !== "addition") {
+      g.beginPath();
+      g.arc(half, half, outer, 0, 2 * Math.PI);
+      g.stroke();
+    }
+    s = { c, half, size: 2 * half };
+    sprites.set(key, s);
+    return s;
+  }
+
+  // Titles are rendered once into rows of an atlas and blitted from there. A row is
+  // reused round-robin; only the newest MAX_TITLES titles are drawn, so a title still
+  // shown keeps its row (its owner is checked, and it is re-rendered if it lost it).
+  const ATLAS_ROWS = 64;
+  let atlas = null;
+  let actx = null;
+  let rowH = 0;
+  let nextRow = 0;
+  let owners = new Array(ATLAS_ROWS).fill(null);
+
+  function resetLayers() {
+    sprites = new Map();
+    atlas = null;
+    owners = new Array(ATLAS_ROWS).fill(null);
+  }
+
+  function titleRow(b) {
+    if (b.row >= 0 && owners[b.row] === b) return b.row;
+    if (!atlas) {
+      atlas = document.createElement("canvas");
+      rowH = Math.ceil(24 * Math.max(scale, 0.8));
+      atlas.width = Math.ceil(Math.min(4096, width) * dpr);
+      atlas.height = Math.ceil(ATLAS_ROWS * rowH * dpr);
+      actx = atlas.getContext("2d");
+      actx.scale(dpr, dpr);
+    }
+    const row = nextRow;
+    nextRow = (nextRow + 1) % ATLAS_ROWS;
+    owners[row] = b;
+    b.row = row;
+    actx.clearRect(0, row * rowH, width, rowH);
+    actx.font = fontFor();
+    actx.textBaseline = "middle";
+    actx.fillStyle = palette.fg;
+    actx.fillText(b.title, 0, row * rowH + rowH / 2);
+    return row;
+  }
+
+  let dirty = true; // something must be drawn again at the next frame
+  const titleStep = (age) => {
+    const a = age < 400 ? age / 400 : Math.min(1, (TITLE_MS - age) / 1000);
+    return Math.max(0, Math.min(ALPHA_STEPS, Math.round(a * ALPHA_STEPS)));
+  };
 
   function frame(now) {
     // Prune the dead in place: the arrays never keep what is no longer seen.
     let keep = 0;
     for (const b of bubbles) if (now - b.born < LIFE_MS) bubbles[keep++] = b;
+    if (keep !== bubbles.length) dirty = true;
     bubbles.length = keep;
     keep = 0;
     for (const g of rings) if (now - g.born < RING_MS) rings[keep++] = g;
+    if (keep !== rings.length) dirty = true;
     rings.length = keep;
-
-    ctx.fillStyle = palette.bg;
-    ctx.fillRect(0, 0, width, height);
     stats.frames++;
 
     if (bubbles.length === 0 && rings.length === 0) {
-      // Nothing moves: this frame wiped the sky; schedule no other.
+      // Nothing moves: wipe the sky once; schedule no other frame.
+      ctx.globalAlpha = 1;
+      ctx.fillStyle = palette.bg;
+      ctx.fillRect(0, 0, width, height);
+      dirty = true;
       running = false;
       return;
     }
 
-    for (const list of buckets) list.length = 0;
+    // Has anything visibly changed since the last drawing? Alpha is quantized, so most
+    // frames with few bubbles change nothing and the canvas is left as it is.
     for (const b of bubbles) {
-      const a = alphaAt(now - b.born);
-      const step = Math.min(ALPHA_STEPS - 1, Math.floor(a * ALPHA_STEPS));
-      const base = (WHO.indexOf(b.who) * ALPHA_STEPS + step) * 2;
-      // Additions are filled, removals are rings, new members are both.
-      if (b.kind !== "removal") buckets[base].push(b);
-      if (b.kind !== "addition") buckets[base + 1].push(b);
-      if (!b.drawn) {
-        b.drawn = true;
-        stats.drawn++;
+      const step = Math.min(ALPHA_STEPS - 1, Math.floor(alphaAt(now - b.born) * ALPHA_STEPS));
+      if (step !== b.step) {
+        b.step = step;
+        dirty = true;
       }
     }
-    ctx.lineWidth = 2.5 * scale;
-    for (let w = 0; w < WHO.length; w++) {
-      const colour = palette[WHO[w]];
-      ctx.fillStyle = colour;
-      ctx.strokeStyle = colour;
-      for (let s = 0; s < ALPHA_STEPS; s++) {
-        ctx.globalAlpha = (s + 0.5) / ALPHA_STEPS;
-        for (let style = 0; style < 2; style++) {
-          const list = buckets[(w * ALPHA_STEPS + s) * 2 + style];
-          if (list.length === 0) continue;
-          ctx.beginPath();
-          for (const b of list) {
-            const r = style === 1 && b.kind === "new_member" ? b.r + 5 * scale : b.r;
-            ctx.moveTo(b.x + r, b.y);
-            ctx.arc(b.x, b.y, r, 0, 2 * Math.PI);
+    if (settings.titles) {
+      let n = 0;
+      for (let i = bubbles.length - 1; i >= 0 && n < MAX_TITLES; i--) {
+        const b = bubbles[i];
+        const age = Math.max(0, now - b.born);
+        if (age >= TITLE_MS) {
+          if (b.ts > 0) {
+            b.ts = 0; // its title has just gone
+            dirty = true;
           }
-          if (style === 0) ctx.fill();
-          else ctx.stroke();
+          break;
+        }
+        if (!b.title) continue;
+        const ts = titleStep(age);
+        if (ts !== b.ts) {
+          b.ts = ts;
+          dirty = true;
+        }
+        n++;
+      }
+    }
+    if (rings.length > 0) dirty = true;
+
+    if (dirty) {
+      dirty = false;
+      draw(now);
+    }
+    requestAnimationFrame(frame);
+  }
+
+  function draw(now) {
+    ctx.globalAlpha = 1;
+    ctx.fillStyle = palette.bg;
+    ctx.fillRect(0, 0, width, height);
+
+    // Grouped by alpha step: one globalAlpha change per step, not per bubble.
+    for (let s = 0; s < ALPHA_STEPS; s++) {
+      let set = false;
+      for (const b of bubbles) {
+        if (b.step !== s) continue;
+        if (!set) {
+          ctx.globalAlpha = (s + 0.5) / ALPHA_STEPS;
+          set = true;
+        }
+        const sp = sprite(b);
+        ctx.drawImage(sp.c, b.ix - sp.half, b.iy - sp.half, sp.size, sp.size);
+        if (!b.drawn) {
+          b.drawn = true;
+          stats.drawn++;
         }
       }
     }
@@ -198,7 +314,6 @@
 
     if (settings.titles) drawTitles(now);
     ctx.globalAlpha = 1;
-    requestAnimationFrame(frame);
   }
 
   function alphaAt(age) {
@@ -209,8 +324,6 @@
   }
 
   function drawTitles(now) {
-    ctx.fillStyle = palette.fg;
-    ctx.textBaseline = "middle";
     let n = 0;
     // Newest first, so the cap drops the oldest titles.
     for (let i = bubbles.length - 1; i >= 0 && n < MAX_TITLES; i--) {
@@ -218,10 +331,12 @@
       const age = Math.max(0, now - b.born);
       if (age >= TITLE_MS) break; // older still are older: none left to draw
       if (!b.title) continue;
-      const a = age < 400 ? age / 400 : Math.min(1, (TITLE_MS - age) / 1000);
-      ctx.globalAlpha = a;
-      ctx.fillText(b.title, b.tx, b.y);
       n++;
+      if (b.ts === 0) continue;
+      const row = titleRow(b);
+      const w = Math.min(b.tw + 2, atlas.width / dpr);
+      ctx.globalAlpha = b.ts / ALPHA_STEPS;
+      ctx.drawImage(atlas, 0, row * rowH * dpr, w * dpr, rowH * dpr, Math.round(b.tx), Math.round(b.y - rowH / 2), w, rowH);
     }
   }
 
@@ -439,6 +554,8 @@
     document.body.classList.toggle("theme-light", settings.theme === "light");
     document.body.classList.toggle("theme-dark", settings.theme !== "light");
     readPalette();
+    resetLayers();
+    dirty = true;
     $("log-panel").hidden = !settings.log;
     $("legend").hidden = !settings.legend;
     canvas.hidden = settings.audioOnly;
