@@ -211,7 +211,9 @@
     return row;
   }
 
-  let dirty = true; // something must be drawn again at the next frame
+  let dirty = true; // something must be drawn again
+  let urgent = false; // ... at this very frame
+  let lastDraw = 0; // the frame that last painted the sky
   const titleStep = (age) => {
     const a = age < 400 ? age / 400 : Math.min(1, (TITLE_MS - age) / 1000);
     return Math.max(0, Math.min(ALPHA_STEPS, Math.round(a * ALPHA_STEPS)));
@@ -239,11 +241,13 @@
       return;
     }
 
+    urgent = false;
     // Has anything visibly changed since the last drawing? Alpha is quantized, so most
     // frames with few bubbles change nothing and the canvas is left as it is.
     for (const b of bubbles) {
       const step = Math.min(ALPHA_STEPS - 1, Math.floor(alphaAt(now - b.born) * ALPHA_STEPS));
       if (step !== b.step) {
+        if (b.step < 0) urgent = true; // a new bubble is drawn at once
         b.step = step;
         dirty = true;
       }
@@ -269,10 +273,14 @@
         n++;
       }
     }
-    if (rings.length > 0) dirty = true;
+    if (rings.length > 0) urgent = dirty = true;
 
-    if (dirty) {
+    // A fade step (one sixteenth of the alpha) may wait one frame: with hundreds of
+    // bubbles fading, the sky is then repainted at most every other frame unless a
+    // bubble is born or a ring widens.
+    if (dirty && (urgent || stats.frames - lastDraw >= 2)) {
       dirty = false;
+      lastDraw = stats.frames;
       draw(now);
     }
     requestAnimationFrame(frame);
@@ -386,7 +394,28 @@
   }
 
   // ---- log of recent edits
+  // Entries are added in batches, four times a second at most: at tens of notes a
+  // second, relaying out the panel for each one costs more than the sky.
+  const LOG_BATCH_MS = 250;
+  let logPending = [];
+  let logTimer = 0;
+
   function logNote(note) {
+    logPending.push(note);
+    if (logPending.length > LOG_LEN) logPending.splice(0, logPending.length - LOG_LEN);
+    if (!logTimer) logTimer = setTimeout(flushLog, LOG_BATCH_MS);
+  }
+
+  function flushLog() {
+    logTimer = 0;
+    const items = logPending.map(logItem).reverse(); // newest first
+    logPending = [];
+    const log = $("log");
+    log.prepend(...items);
+    while (log.children.length > LOG_LEN) log.lastElementChild.remove();
+  }
+
+  function logItem(note) {
     const li = document.createElement("li");
     const size = Number(note.size) || 0;
     const sign = note.kind === "removal" ? "−" : "+";
@@ -405,9 +434,7 @@
     whoEl.className = "who";
     whoEl.textContent = ` — ${String(note.user ?? "")} (${String(note.source ?? "")})`;
     li.append(sizeEl, titleEl, whoEl);
-    const log = $("log");
-    log.prepend(li);
-    while (log.children.length > LOG_LEN) log.lastElementChild.remove();
+    return li;
   }
 
   // ---- sources, device and controls: rendered from hello and status frames
