@@ -22,7 +22,7 @@
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("sky");
-  const ctx = canvas.getContext("2d", { alpha: false, desynchronized: true });
+  const ctx = canvas.getContext("2d", { alpha: false });
 
   // ---- settings: from the URL, changeable on screen, written back to the URL
   const params = new URLSearchParams(location.search);
