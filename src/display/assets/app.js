@@ -19,10 +19,14 @@
   const WELCOME_MS = 5000;
   const LOG_LEN = 8;
   const ALPHA_STEPS = 16; // bubbles are batched by (colour, alpha step, style)
+  const FADE_WAIT = 6; // frames a fade step may wait for the next repaint (100 ms at 60 Hz)
 
   const $ = (id) => document.getElementById(id);
   const canvas = $("sky");
-  const ctx = canvas.getContext("2d", { alpha: false });
+  // Not `alpha: false`: every repaint fills the sky with its background anyway, and
+  // an opaque canvas measured costlier to composite in software (about 2 % of a core
+  // at 780x437).
+  const ctx = canvas.getContext("2d");
 
   // ---- settings: from the URL, changeable on screen, written back to the URL
   const params = new URLSearchParams(location.search);
@@ -37,11 +41,11 @@
   };
 
   // ---- state exposed read-only for tests
-  const stats = { notes: 0, drawn: 0, connected: false, reconnects: 0, banner: "", frames: 0, lastBubble: null };
+  const stats = { notes: 0, drawn: 0, connected: false, reconnects: 0, banner: "", frames: 0, paints: 0, lastBubble: null };
   let palette = { registered: "", anonymous: "", bot: "", bg: "", fg: "" };
 
   const bubbles = []; // {x, y, r, who, kind, born, title, url, tw, drawn}
-  const rings = []; // new-member rings: {x, y, r, who, born}
+  const rings = []; // new-member rings: {x, y, r, who, born, layer}
   let width = 0;
   let height = 0;
   let scale = 1; // radius scale: bubbles keep their proportion to the window
@@ -63,6 +67,7 @@
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     scale = Math.max(0.5, Math.min(width, height) / 1080);
     ctx.font = fontFor();
+    for (const g of rings.splice(0)) dropRing(g); // placed for the old size
     resetLayers();
     dirty = true;
     wake();
@@ -125,7 +130,7 @@
     b.tx = b.x + b.r + 8 * scale + b.tw > width - 8 ? b.x - b.r - 8 * scale - b.tw : b.x + b.r + 8 * scale;
     bubbles.push(b);
     if (bubbles.length > MAX_BUBBLES) bubbles.splice(0, bubbles.length - MAX_BUBBLES);
-    if (b.kind === "new_member") rings.push({ x: b.x, y: b.y, r: b.r, who: b.who, born: now });
+    if (b.kind === "new_member") addRing(b, now);
     stats.lastBubble = { colour: palette[b.who], title, kind: b.kind };
     wake();
   }
@@ -143,6 +148,7 @@
   const WHO = ["registered", "anonymous", "bot"];
   let dpr = 1;
   let sprites = new Map();
+  const offscreen = typeof OffscreenCanvas === "function";
 
   function sprite(b) {
     const key = `${b.who}|${b.kind}|${b.rp}`;
@@ -151,8 +157,9 @@
     const lw = 2.5 * scale;
     const outer = b.kind === "new_member" ? b.rp + 5 * scale : b.rp;
     const half = Math.ceil(outer + lw);
-    const c = document.createElement("canvas");
-    c.width = c.height = Math.ceil(2 * half * dpr);
+    const side = Math.ceil(2 * half * dpr);
+    const c = offscreen ? new OffscreenCanvas(side, side) : document.createElement("canvas");
+    c.width = c.height = side;
     const g = c.getContext("2d");
     g.scale(dpr, dpr);
     g.fillStyle = g.strokeStyle = palette[b.who];
@@ -168,7 +175,8 @@
       g.arc(half, half, outer, 0, 2 * Math.PI);
       g.stroke();
     }
-    s = { c, half, size: 2 * half };
+    // An ImageBitmap is drawn from as it is; a canvas is copied first, at every draw.
+    s = { c: offscreen ? c.transferToImageBitmap() : c, half, size: 2 * half };
     sprites.set(key, s);
     return s;
   }
@@ -184,6 +192,7 @@
   let owners = new Array(ATLAS_ROWS).fill(null);
 
   function resetLayers() {
+    for (const s of sprites.values()) if (s.c.close) s.c.close();
     sprites = new Map();
     atlas = null;
     owners = new Array(ATLAS_ROWS).fill(null);
@@ -211,6 +220,44 @@
     return row;
   }
 
+  // New members: a ring widening from the bubble, thinning as it goes. Each ring is
+  // drawn on a small canvas of its own over the sky, so that it can move every frame
+  // while the sky is repainted only when a bubble changes.
+  const MAX_RINGS = 4;
+  const ringLayers = []; // canvases not in use, kept for the next rings
+
+  function addRing(b, now) {
+    if (rings.length >= MAX_RINGS) dropRing(rings.shift());
+    const half = Math.ceil(b.r + 160 * scale + 4 * scale + 2);
+    const c = ringLayers.pop() || document.createElement("canvas");
+    c.className = "ring";
+    c.width = c.height = Math.ceil(2 * half * dpr);
+    c.style.width = c.style.height = `${2 * half}px`;
+    c.style.transform = `translate(${Math.round(b.x) - half}px, ${Math.round(b.y) - half}px)`;
+    c.hidden = false;
+    if (!c.isConnected) canvas.after(c);
+    const g = c.getContext("2d");
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    rings.push({ c, g, half, r: b.r, x: b.x - Math.round(b.x) + half, y: b.y - Math.round(b.y) + half, who: b.who, born: now });
+  }
+
+  function drawRing(ring, now) {
+    const t = Math.min(1, Math.max(0, (now - ring.born) / RING_MS));
+    const g = ring.g;
+    g.clearRect(0, 0, 2 * ring.half, 2 * ring.half);
+    g.globalAlpha = 1 - t;
+    g.strokeStyle = palette[ring.who];
+    g.lineWidth = 4 * scale * (1 - t) + 1;
+    g.beginPath();
+    g.arc(ring.x, ring.y, ring.r + t * 160 * scale, 0, 2 * Math.PI);
+    g.stroke();
+  }
+
+  function dropRing(ring) {
+    ring.c.hidden = true;
+    ringLayers.push(ring.c);
+  }
+
   let dirty = true; // something must be drawn again
   let urgent = false; // ... at this very frame
   let lastDraw = 0; // the frame that last painted the sky
@@ -226,8 +273,10 @@
     if (keep !== bubbles.length) dirty = true;
     bubbles.length = keep;
     keep = 0;
-    for (const g of rings) if (now - g.born < RING_MS) rings[keep++] = g;
-    if (keep !== rings.length) dirty = true;
+    for (const g of rings) {
+      if (now - g.born < RING_MS) rings[keep++] = g;
+      else dropRing(g);
+    }
     rings.length = keep;
     stats.frames++;
 
@@ -273,12 +322,14 @@
         n++;
       }
     }
-    if (rings.length > 0) urgent = dirty = true;
+    for (const g of rings) drawRing(g, now);
 
-    // A fade step (one sixteenth of the alpha) may wait one frame: with hundreds of
-    // bubbles fading, the sky is then repainted at most every other frame unless a
-    // bubble is born or a ring widens.
-    if (dirty && (urgent || stats.frames - lastDraw >= 2)) {
+    // A fade step (one sixteenth of the alpha, a bubble takes one every half second)
+    // may wait a few frames for the next repaint: a birth repaints at once and takes
+    // the waiting fades with it, so with hundreds of bubbles fading the sky is
+    // repainted about as often as bubbles are born, not every frame.
+    const paint = dirty && (urgent || stats.frames - lastDraw >= FADE_WAIT);
+    if (paint) {
       dirty = false;
       lastDraw = stats.frames;
       draw(now);
@@ -287,6 +338,7 @@
   }
 
   function draw(now) {
+    stats.paints++;
     ctx.globalAlpha = 1;
     ctx.fillStyle = palette.bg;
     ctx.fillRect(0, 0, width, height);
@@ -307,17 +359,6 @@
           stats.drawn++;
         }
       }
-    }
-
-    // New members: a ring widening from the bubble, thinning as it goes.
-    for (const g of rings) {
-      const t = (now - g.born) / RING_MS;
-      ctx.globalAlpha = 1 - t;
-      ctx.strokeStyle = palette[g.who];
-      ctx.lineWidth = 4 * scale * (1 - t) + 1;
-      ctx.beginPath();
-      ctx.arc(g.x, g.y, g.r + t * 160 * scale, 0, 2 * Math.PI);
-      ctx.stroke();
     }
 
     if (settings.titles) drawTitles(now);
@@ -586,7 +627,10 @@
     $("log-panel").hidden = !settings.log;
     $("legend").hidden = !settings.legend;
     canvas.hidden = settings.audioOnly;
-    if (settings.audioOnly) bubbles.length = rings.length = 0;
+    if (settings.audioOnly) {
+      bubbles.length = 0;
+      for (const g of rings.splice(0)) dropRing(g);
+    }
     $("opt-titles").checked = settings.titles;
     $("opt-log").checked = settings.log;
     $("opt-legend").checked = settings.legend;
@@ -637,6 +681,7 @@
     get reconnects() { return stats.reconnects; },
     get banner() { return stats.banner; },
     get frames() { return stats.frames; },
+    get paints() { return stats.paints; },
   });
 
   window.addEventListener("resize", resize);
