@@ -6,7 +6,7 @@
 // always come from the latest status, never from a copy kept here.
 //
 // Everything from the feeds (titles, users, source names) is untrusted and is
-// only ever drawn with fillText or set as textContent.
+// only ever drawn with fillText or set as text (textContent, or a text node's value).
 "use strict";
 
 (() => {
@@ -287,6 +287,7 @@
       ctx.fillRect(0, 0, width, height);
       dirty = true;
       running = false;
+      flushPanels();
       return;
     }
 
@@ -334,6 +335,9 @@
       lastDraw = stats.frames;
       draw(now);
     }
+    // Panel updates waiting for a frame go with this repaint, or go alone if none
+    // comes soon: one composited frame for both, not one each.
+    if (panelsDue >= 0 && (paint || stats.frames - panelsDue >= FADE_WAIT)) flushPanels();
     requestAnimationFrame(frame);
   }
 
@@ -412,17 +416,22 @@
 
   // ---- welcome banner
   let welcomeTimer = 0;
+  let leaveTimer = 0;
   function welcome(name) {
     const el = $("welcome");
     el.textContent = name ? `Welcome, ${name}!` : "Welcome!";
     stats.banner = el.textContent;
-    // Restart the CSS fade for every newcomer.
-    el.hidden = true;
-    void el.offsetWidth;
+    // Fade in for every newcomer, hold, fade out over the last second.
+    el.classList.remove("shown", "leaving");
     el.hidden = false;
+    void el.offsetWidth;
+    el.classList.add("shown");
     clearTimeout(welcomeTimer);
+    clearTimeout(leaveTimer);
+    leaveTimer = setTimeout(() => el.classList.add("leaving"), WELCOME_MS - 1000);
     welcomeTimer = setTimeout(() => {
       el.hidden = true;
+      el.classList.remove("shown", "leaving");
       stats.banner = "";
     }, WELCOME_MS);
   }
@@ -435,47 +444,75 @@
   }
 
   // ---- log of recent edits
-  // Entries are added in batches, four times a second at most: at tens of notes a
-  // second, relaying out the panel for each one costs more than the sky.
+  // Entries are shown in batches, four times a second at most: at tens of notes a
+  // second, relaying out the panel for each one costs more than the sky. The panel
+  // keeps its rows and only their text changes: no element is made or dropped.
   const LOG_BATCH_MS = 250;
-  let logPending = [];
+  let logNotes = []; // the newest LOG_LEN notes, newest first
   let logTimer = 0;
+  const logRows = []; // {li, size, title, who, note}
 
   function logNote(note) {
-    logPending.push(note);
-    if (logPending.length > LOG_LEN) logPending.splice(0, logPending.length - LOG_LEN);
-    if (!logTimer) logTimer = setTimeout(flushLog, LOG_BATCH_MS);
+    logNotes.unshift(note);
+    if (logNotes.length > LOG_LEN) logNotes.length = LOG_LEN;
+    if (!logTimer) logTimer = setTimeout(() => panelsLater(true, null), LOG_BATCH_MS);
+  }
+
+  // Set an element's text through its one text node.
+  function setText(el, text) {
+    if (!el.firstChild) el.append(text);
+    else if (el.firstChild.nodeValue !== text) el.firstChild.nodeValue = text;
+  }
+
+  // ---- panel updates: with the sky's next repaint while it is moving
+  let panelsDue = -1; // the frame from which updates wait, -1 when none does
+  let logDue = false;
+  let statusDue = null; // the latest status not yet shown
+
+  function panelsLater(log, status) {
+    if (log) logDue = true;
+    if (status) statusDue = status;
+    if (!running) flushPanels();
+    else if (panelsDue < 0) panelsDue = stats.frames;
+  }
+
+  function flushPanels() {
+    panelsDue = -1;
+    if (logDue) flushLog();
+    if (statusDue) renderStatus(statusDue);
+    logDue = false;
+    statusDue = null;
   }
 
   function flushLog() {
     logTimer = 0;
-    const items = logPending.map(logItem).reverse(); // newest first
-    logPending = [];
     const log = $("log");
-    log.prepend(...items);
-    while (log.children.length > LOG_LEN) log.lastElementChild.remove();
-  }
-
-  function logItem(note) {
-    const li = document.createElement("li");
-    const size = Number(note.size) || 0;
-    const sign = note.kind === "removal" ? "−" : "+";
-    const sizeEl = document.createElement("span");
-    sizeEl.className = "size";
-    sizeEl.textContent = note.kind === "new_member" ? "new" : `${sign}${Math.abs(size)}`;
-    const url = safeUrl(note.url);
-    const titleEl = document.createElement(url ? "a" : "span");
-    titleEl.textContent = label(note);
-    if (url) {
-      titleEl.href = url;
-      titleEl.target = "_blank";
-      titleEl.rel = "noopener";
+    while (logRows.length < logNotes.length) {
+      const li = document.createElement("li");
+      const size = document.createElement("span");
+      size.className = "size";
+      const title = document.createElement("a");
+      title.target = "_blank";
+      title.rel = "noopener";
+      const who = document.createElement("span");
+      who.className = "who";
+      li.append(size, title, who);
+      log.append(li);
+      logRows.push({ li, size, title, who, note: null });
     }
-    const whoEl = document.createElement("span");
-    whoEl.className = "who";
-    whoEl.textContent = ` — ${String(note.user ?? "")} (${String(note.source ?? "")})`;
-    li.append(sizeEl, titleEl, whoEl);
-    return li;
+    logNotes.forEach((note, i) => {
+      const row = logRows[i];
+      if (row.note === note) return;
+      row.note = note;
+      const size = Number(note.size) || 0;
+      const sign = note.kind === "removal" ? "−" : "+";
+      setText(row.size, note.kind === "new_member" ? "new" : `${sign}${Math.abs(size)}`);
+      setText(row.title, label(note));
+      const url = safeUrl(note.url);
+      if (url) row.title.href = url;
+      else row.title.removeAttribute("href");
+      setText(row.who, ` — ${String(note.user ?? "")} (${String(note.source ?? "")})`);
+    });
   }
 
   // ---- sources, device and controls: rendered from hello and status frames
@@ -484,14 +521,17 @@
   let serverMuted = false;
   const sourceRows = new Map(); // name -> {li, state, rate, toggle}
 
+  // A status comes every second and rarely changes anything: only what differs is
+  // written to the page, so an unchanged panel is not laid out again.
   function renderStatus(msg) {
-    if (typeof msg.volume === "number" && !draggingVolume) $("volume").value = String(msg.volume);
+    if (typeof msg.volume === "number" && !draggingVolume && $("volume").value !== String(msg.volume)) $("volume").value = String(msg.volume);
     serverMuted = msg.muted === true;
-    $("mute").textContent = serverMuted ? "unmute" : "mute";
-    $("mute").setAttribute("aria-pressed", String(serverMuted));
+    setText($("mute"), serverMuted ? "unmute" : "mute");
+    if ($("mute").getAttribute("aria-pressed") !== String(serverMuted)) $("mute").setAttribute("aria-pressed", String(serverMuted));
     const dev = $("device");
-    dev.hidden = msg.device === "playing" || msg.device === undefined;
-    dev.textContent = msg.device === "lost" ? "audio device lost — waiting for it…" : `audio device: ${String(msg.device)}`;
+    const devHidden = msg.device === "playing" || msg.device === undefined;
+    if (dev.hidden !== devHidden) dev.hidden = devHidden;
+    setText(dev, msg.device === "lost" ? "audio device lost — waiting for it…" : `audio device: ${String(msg.device)}`);
     if (Array.isArray(msg.sources)) renderSources(msg.sources);
   }
 
@@ -524,11 +564,12 @@
     for (const s of list) {
       const row = sourceRows.get(String(s.name));
       const st = String(s.state);
-      row.li.className = `state-${st}${s.enabled === false ? " disabled" : ""}`;
-      row.state.textContent = st === "reconnecting" ? "reconnecting…" : st;
+      const cls = `state-${st}${s.enabled === false ? " disabled" : ""}`;
+      if (row.li.className !== cls) row.li.className = cls;
+      setText(row.state, st === "reconnecting" ? "reconnecting…" : st);
       const pm = Number(s.per_minute) || 0;
-      row.rate.textContent = `${pm < 10 ? pm.toFixed(1) : Math.round(pm)}/min`;
-      row.toggle.checked = s.enabled !== false;
+      setText(row.rate, `${pm < 10 ? pm.toFixed(1) : Math.round(pm)}/min`);
+      if (row.toggle.checked !== (s.enabled !== false)) row.toggle.checked = s.enabled !== false;
     }
   }
 
@@ -605,9 +646,10 @@
       controlsOn = msg.controls === true;
       $("controls").hidden = !controlsOn;
       for (const row of sourceRows.values()) row.toggle.hidden = !controlsOn;
+      statusDue = null; // older than this
       renderStatus(msg);
     } else if (msg.type === "status") {
-      renderStatus(msg);
+      panelsLater(false, msg);
     } else if (msg.type === "note") {
       stats.notes++;
       if (settings.sources && !settings.sources.has(String(msg.source))) return;
