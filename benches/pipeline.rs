@@ -151,29 +151,37 @@ fn engine_block(c: &mut Criterion) {
     group.finish();
 }
 
+/// Render options for `seconds` of audio from `spec` at `speed`, into nothing.
+fn render_options(config: &Config, spec: &str, seconds: f64, speed: f64) -> RenderOptions {
+    let names = Instruments::built_in().expect("instruments").names();
+    let sources = plan(config, None, &[spec.to_owned()], &names).expect("the source");
+    RenderOptions {
+        sources,
+        duration: seconds,
+        output: std::path::PathBuf::new(),
+        seed: 1,
+        speed,
+        sample_rate: 48_000,
+        notes: None,
+    }
+}
+
+/// One whole offline render, as `carillon render` does it, to a null sink.
+fn render_to_null(config: &Config, opts: &RenderOptions) -> u64 {
+    let events = offline_events(&opts.sources, opts.seed).expect("the source's events");
+    let mut sink = NullSink::default();
+    let instruments = Instruments::built_in().expect("instruments");
+    render_into(config, instruments, events, opts, &mut sink).expect("render");
+    sink.frames
+}
+
 fn offline_render(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     group.sample_size(10);
     group.bench_function("demo_60_s_to_null", |b| {
         let config = Config::defaults();
-        let names = Instruments::built_in().expect("instruments").names();
-        let sources = plan(&config, None, &["demo".to_owned()], &names).expect("the demo source");
-        let opts = RenderOptions {
-            sources,
-            duration: 60.0,
-            output: std::path::PathBuf::new(),
-            seed: 1,
-            speed: 1.0,
-            sample_rate: 48_000,
-            notes: None,
-        };
-        b.iter(|| {
-            let events = offline_events(&opts.sources, opts.seed).expect("demo events");
-            let mut sink = NullSink::default();
-            let instruments = Instruments::built_in().expect("instruments");
-            render_into(&config, instruments, events, &opts, &mut sink).expect("render");
-            black_box(sink.frames)
-        })
+        let opts = render_options(&config, "demo", 60.0, 1.0);
+        b.iter(|| black_box(render_to_null(&config, &opts)))
     });
     group.finish();
 }
@@ -186,27 +194,10 @@ fn density(c: &mut Criterion) {
     for enabled in [true, false] {
         let mut config = Config::defaults();
         config.engine.density.enabled = enabled;
-        let names = Instruments::built_in().expect("instruments").names();
-        let spec = format!("replay:{CORPUS}");
-        let sources = plan(&config, None, &[spec], &names).expect("the recorded hour");
-        let opts = RenderOptions {
-            sources,
-            duration: 30.0,
-            output: std::path::PathBuf::new(),
-            seed: 1,
-            speed: 36.0,
-            sample_rate: 48_000,
-            notes: None,
-        };
+        let opts = render_options(&config, &format!("replay:{CORPUS}"), 30.0, 36.0);
         let name = if enabled { "density_on" } else { "density_off" };
         group.bench_function(name, |b| {
-            b.iter(|| {
-                let events = offline_events(&opts.sources, opts.seed).expect("the corpus");
-                let mut sink = NullSink::default();
-                let instruments = Instruments::built_in().expect("instruments");
-                render_into(&config, instruments, events, &opts, &mut sink).expect("render");
-                black_box(sink.frames)
-            })
+            b.iter(|| black_box(render_to_null(&config, &opts)))
         });
     }
     group.finish();
