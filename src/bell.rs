@@ -16,6 +16,8 @@ use std::f64::consts::TAU;
 
 use fundsp::prelude::{AudioNode, BufferMut, BufferRef, Frame, U0, U1};
 
+use crate::instrument::FmBell;
+
 /// -60 dB as a natural-log amplitude ratio.
 const T60_LN: f64 = 6.907_755_278_982_137;
 
@@ -25,20 +27,6 @@ const FM_GONE_CYCLES: f64 = 1e-6;
 
 /// The overtone is dropped once 100 dB under the note's full level.
 const PARTIAL_GONE: f64 = 1e-5;
-
-/// The bell's parameters for one note, as its recipe and pitch set them.
-#[derive(Clone, Copy, Debug)]
-pub struct BellNote {
-    pub frequency: f32,
-    pub attack_s: f32,
-    pub t60_s: f32,
-    pub mod_ratio: f32,
-    pub mod_index: f32,
-    pub mod_decay_s: f32,
-    pub partial_ratio: f32,
-    pub partial_level: f32,
-    pub partial_decay_s: f32,
-}
 
 /// `sin(2π·x)` for a phase `x` in cycles, to 1e-7: the phase folded onto a quarter
 /// cycle either side of zero, then the sine's Taylor series to its 11th power (whose
@@ -99,7 +87,9 @@ impl Phasor {
 
 #[derive(Clone)]
 pub struct FmBellVoice {
-    note: BellNote,
+    recipe: FmBell,
+    /// The note's pitch (Hz).
+    frequency: f32,
     sample_rate: f64,
     hash: u64,
     /// Samples since the strike.
@@ -123,9 +113,11 @@ pub struct FmBellVoice {
 }
 
 impl FmBellVoice {
-    pub fn new(note: BellNote) -> Self {
+    /// A bell of this recipe, at `frequency` Hz.
+    pub fn new(recipe: &FmBell, frequency: f32) -> Self {
         let mut voice = FmBellVoice {
-            note,
+            recipe: recipe.clone(),
+            frequency,
             sample_rate: 44_100.0,
             hash: 0,
             t: 0,
@@ -148,7 +140,7 @@ impl FmBellVoice {
 
     fn render(&mut self, out: &mut [f32]) {
         let sr = self.sample_rate;
-        let f = self.note.frequency as f64;
+        let f = self.frequency as f64;
         for y in out.iter_mut() {
             let rise = if self.t < self.attack_samples {
                 0.5 - 0.5
@@ -208,14 +200,14 @@ impl AudioNode for FmBellVoice {
     type Outputs = U1;
 
     fn reset(&mut self) {
-        let n = self.note;
+        let n = &self.recipe;
         let sr = self.sample_rate;
-        let f = n.frequency as f64;
+        let f = self.frequency as f64;
         // Each note's oscillators start at their own phases, from its seed.
         let mut rng = crate::rng::Rng::new(self.hash);
         let fm = f * n.mod_ratio as f64;
         self.t = 0;
-        self.attack_samples = (n.attack_s as f64 * sr).round() as u64;
+        self.attack_samples = (n.attack_ms as f64 / 1000.0 * sr).round() as u64;
         self.carrier_phase = rng.next_f64();
         self.carrier = None;
         self.modulator = Phasor::new(rng.next_f64(), fm, sr);
@@ -226,7 +218,7 @@ impl AudioNode for FmBellVoice {
         self.partial_env = n.partial_level as f64;
         self.partial_keep = (-1.0 / (n.partial_decay_s as f64 * sr)).exp();
         self.amp = 1.0;
-        self.amp_keep = (-T60_LN / (n.t60_s as f64 * sr)).exp();
+        self.amp_keep = (-T60_LN / (n.t60(self.frequency) as f64 * sr)).exp();
     }
 
     fn set_sample_rate(&mut self, sample_rate: f64) {
@@ -257,23 +249,16 @@ mod tests {
 
     const SR: f64 = 48_000.0;
 
-    fn celesta(frequency: f32) -> BellNote {
-        BellNote {
-            frequency,
-            attack_s: 0.002,
-            t60_s: 3.2,
-            mod_ratio: 1.0,
-            mod_index: 1.6,
-            mod_decay_s: 0.07,
-            partial_ratio: 4.0,
-            partial_level: 0.18,
-            partial_decay_s: 0.18,
-        }
+    /// The built-in célesta's bell.
+    fn celesta() -> FmBell {
+        let instruments = crate::instrument::Instruments::built_in().expect("built-in");
+        let recipe = instruments.recipe("celesta").expect("the célesta");
+        recipe.fm_bell.clone().expect("an FM bell")
     }
 
     /// `frames` (a multiple of 64) of one bell, rendered in blocks as the engine does.
-    fn render(note: BellNote, seed: u64, frames: usize) -> Vec<f32> {
-        let mut unit = An(FmBellVoice::new(note));
+    fn render(bell: &FmBell, frequency: f32, seed: u64, frames: usize) -> Vec<f32> {
+        let mut unit = An(FmBellVoice::new(bell, frequency));
         unit.set_sample_rate(SR);
         unit.ping(false, AttoHash::new(seed));
         let mut out = vec![0.0; frames];
@@ -287,27 +272,28 @@ mod tests {
 
     /// The same bell computed directly, with a sine function at every sample for every
     /// part, as the formula says: what the node's shortcuts must not change.
-    fn reference(note: BellNote, phases: [f64; 3], frames: usize) -> Vec<f32> {
-        let f = note.frequency as f64;
-        let fm = f * note.mod_ratio as f64;
+    fn reference(bell: &FmBell, frequency: f32, phases: [f64; 3], frames: usize) -> Vec<f32> {
+        let f = frequency as f64;
+        let fm = f * bell.mod_ratio as f64;
+        let t60 = bell.t60(frequency) as f64;
         let mut carrier = phases[0];
         (0..frames)
             .map(|i| {
                 let t = i as f64 / SR;
-                let a = note.attack_s as f64;
+                let a = bell.attack_ms as f64 / 1000.0;
                 let rise = if t < a {
                     0.5 - 0.5 * (std::f64::consts::PI * t / a).cos()
                 } else {
                     1.0
                 };
-                let depth = fm * note.mod_index as f64 * (-t / note.mod_decay_s as f64).exp();
+                let depth = fm * bell.mod_index as f64 * (-t / bell.mod_decay_s as f64).exp();
                 let m = (TAU * (phases[1] + fm * t)).sin();
                 let c = (TAU * carrier).sin();
                 carrier += (f + depth * m) / SR;
-                let amp = (-T60_LN * t / note.t60_s as f64).exp();
-                let p = (TAU * (phases[2] + f * note.partial_ratio as f64 * t)).sin()
-                    * note.partial_level as f64
-                    * (-t / note.partial_decay_s as f64).exp();
+                let amp = (-T60_LN * t / t60).exp();
+                let p = (TAU * (phases[2] + f * bell.partial_ratio as f64 * t)).sin()
+                    * bell.partial_level as f64
+                    * (-t / bell.partial_decay_s as f64).exp();
                 (rise * (c * amp + p)) as f32
             })
             .collect()
@@ -316,16 +302,16 @@ mod tests {
     #[test]
     fn it_is_the_formula_to_95_decibels_over_a_whole_ring() {
         for frequency in [261.63f32, 1108.73] {
-            let note = celesta(frequency);
+            let bell = celesta();
             let seed = 11;
             let frames = (3.2 * SR) as usize / 64 * 64;
-            let fast = render(note, seed, frames);
-            let mut unit = FmBellVoice::new(note);
+            let fast = render(&bell, frequency, seed, frames);
+            let mut unit = FmBellVoice::new(&bell, frequency);
             unit.set_sample_rate(SR);
             unit.ping(false, AttoHash::new(seed));
             let mut rng = crate::rng::Rng::new(unit.hash);
             let phases = [rng.next_f64(), rng.next_f64(), rng.next_f64()];
-            let exact = reference(note, phases, frames);
+            let exact = reference(&bell, frequency, phases, frames);
             let worst = fast
                 .iter()
                 .zip(&exact)
@@ -343,7 +329,7 @@ mod tests {
 
     #[test]
     fn the_modulation_and_the_overtone_stop_being_computed_once_gone() {
-        let mut unit = FmBellVoice::new(celesta(440.0));
+        let mut unit = FmBellVoice::new(&celesta(), 440.0);
         unit.set_sample_rate(SR);
         let mut out = [0.0f32; 64];
         let mut blocks = 0;
@@ -372,8 +358,8 @@ mod tests {
 
     #[test]
     fn a_seed_always_starts_the_bell_at_the_same_phases() {
-        let note = celesta(440.0);
-        assert_eq!(render(note, 7, 256), render(note, 7, 256));
-        assert_ne!(render(note, 8, 256), render(note, 7, 256));
+        let bell = celesta();
+        assert_eq!(render(&bell, 440.0, 7, 256), render(&bell, 440.0, 7, 256));
+        assert_ne!(render(&bell, 440.0, 8, 256), render(&bell, 440.0, 7, 256));
     }
 }

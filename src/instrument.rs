@@ -16,7 +16,7 @@ use fundsp::prelude::*;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::bell::{BellNote, FmBellVoice};
+use crate::bell::FmBellVoice;
 use crate::config::{located, ConfigError, Limits, Problem};
 use crate::score::Note;
 use crate::strings::BowedStrings;
@@ -84,6 +84,13 @@ pub struct FmBell {
     pub partial_level: f32,
     pub partial_decay_s: f32,
     pub max_duration_s: f32,
+}
+
+impl FmBell {
+    /// Its time (s) to fall 60 dB at `f` Hz: higher notes ring shorter.
+    pub fn t60(&self, f: f32) -> f32 {
+        self.decay_s * (self.reference_hz / f).powf(self.decay_pitch_exponent)
+    }
 }
 
 /// A plucked or struck string (Karplus-Strong), damped after a held time.
@@ -382,20 +389,8 @@ fn rise(t: f32, rise: f32) -> f32 {
 /// The célesta's bell: `sin(carrier with FM) · strike · exp decay + overtone`, as one
 /// node (`src/bell.rs`) that stops computing what has died away.
 fn fm_bell(b: &FmBell, f: f32) -> (Box<dyn AudioUnit>, f32) {
-    let t60 = b.decay_s * (b.reference_hz / f).powf(b.decay_pitch_exponent);
-    let seconds = t60.min(b.max_duration_s);
-    let voice = FmBellVoice::new(BellNote {
-        frequency: f,
-        attack_s: b.attack_ms / 1000.0,
-        t60_s: t60,
-        mod_ratio: b.mod_ratio,
-        mod_index: b.mod_index,
-        mod_decay_s: b.mod_decay_s,
-        partial_ratio: b.partial_ratio,
-        partial_level: b.partial_level,
-        partial_decay_s: b.partial_decay_s,
-    });
-    (Box::new(An(voice)), seconds)
+    let seconds = b.t60(f).min(b.max_duration_s);
+    (Box::new(An(FmBellVoice::new(b, f))), seconds)
 }
 
 /// `top`: the highest cut-off a filter may have at the voice's sample rate. A recipe's
