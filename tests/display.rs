@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use support::{
-    free_port, onsets, rms, spawn_carillon, wait_for_port, wikimon_edit, DeviceTap, JackServer,
-    TempDir,
+    free_port, onsets, play_with_display, rms, spawn_carillon, wait_for_port, wikimon_edit,
+    DeviceTap, JackServer, TempDir,
 };
 
 /// A replay of additions at the given times, titles "Note N".
@@ -55,22 +55,13 @@ fn notes_reach_the_page_when_heard_and_the_controls_act_on_the_sound() {
     let jack = JackServer::start(256);
     let tap = DeviceTap::new(&jack);
     let source = format!("replay:{}", replay.display());
-    let listen = format!("127.0.0.1:{port}");
-    let running = spawn_carillon(
-        &[
-            "play",
-            "--source",
-            &source,
-            "--display",
-            &listen,
-            "--duration",
-            "8",
-            "--buffer-frames",
-            "256",
-        ],
+    let running = play_with_display(
+        &["--source", &source],
+        port,
+        "8",
         tap.env(),
+        Duration::from_secs(10),
     );
-    wait_for_port(port, Duration::from_secs(10), "the display");
     let origin = format!("http://127.0.0.1:{port}");
 
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -203,25 +194,19 @@ fn a_note_reaches_the_page_when_it_is_heard_not_when_its_edit_arrives() {
     let port = free_port();
     let jack = JackServer::start(256);
     let tap = DeviceTap::new(&jack);
-    let listen = format!("127.0.0.1:{port}");
     let url = server.url();
-    let running = spawn_carillon(
+    let running = play_with_display(
         &[
-            "play",
             "--config",
             config.to_str().expect("utf-8"),
             "--source",
             &url,
-            "--display",
-            &listen,
-            "--duration",
-            "5",
-            "--buffer-frames",
-            "256",
         ],
+        port,
+        "5",
         tap.env(),
+        Duration::from_secs(10),
     );
-    wait_for_port(port, Duration::from_secs(10), "the display");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let (connected, heard) = runtime.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/feed"))
@@ -303,24 +288,13 @@ fn a_source_turned_off_on_the_page_is_not_heard_and_every_page_sees_it() {
         format!("a=replay:{}", a.display()),
         format!("b=replay:{}", b.display()),
     );
-    let listen = format!("127.0.0.1:{port}");
-    let running = spawn_carillon(
-        &[
-            "play",
-            "--source",
-            &sa,
-            "--source",
-            &sb,
-            "--display",
-            &listen,
-            "--duration",
-            "7",
-            "--buffer-frames",
-            "256",
-        ],
+    let running = play_with_display(
+        &["--source", &sa, "--source", &sb],
+        port,
+        "7",
         tap.env(),
+        Duration::from_secs(10),
     );
-    wait_for_port(port, Duration::from_secs(10), "the display");
     let origin = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     // One page turns b off after b's third note; another page, only watching, sees it.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::browser::Browser;
-use support::{free_port, rms, spawn_carillon, wait_for_port, DeviceTap, JackServer, TempDir};
+use support::{free_port, play_with_display, rms, DeviceTap, JackServer, TempDir};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
@@ -34,22 +34,15 @@ fn newcomer(t: f64, user: &str) -> String {
     .to_string()
 }
 
+/// carillon playing `replay`, its display on `port`, once the display listens.
 fn play(replay: &Path, port: u16, seconds: &str, tap: &DeviceTap) -> support::process::Running {
     let source = format!("replay:{}", replay.display());
-    let listen = format!("127.0.0.1:{port}");
-    spawn_carillon(
-        &[
-            "play",
-            "--source",
-            &source,
-            "--display",
-            &listen,
-            "--duration",
-            seconds,
-            "--buffer-frames",
-            "256",
-        ],
+    play_with_display(
+        &["--source", &source],
+        port,
+        seconds,
         tap.env(),
+        Duration::from_secs(15),
     )
 }
 
@@ -83,7 +76,6 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     let jack = JackServer::start(256);
     let tap = DeviceTap::new(&jack);
     let running = play(&replay, port, "15", &tap);
-    wait_for_port(port, Duration::from_secs(15), "carillon's display");
 
     let browser = Browser::launch(1280, 720);
     let url = format!("http://127.0.0.1:{port}/");

@@ -56,7 +56,9 @@ pub use bench::{assert_callbacks_every, latency_row};
 pub use corpus::{corpus_path, corpus_text};
 pub use jack::{JackServer, SAMPLE_RATE};
 pub use net::{free_port, wait_for_port};
-pub use process::{run_carillon, run_command, spawn_carillon, RunOutput, Summary};
+pub use process::{
+    play_with_display, run_carillon, run_command, spawn_carillon, RunOutput, Summary,
+};
 pub use score::expected;
 pub use tempdir::TempDir;
 pub use tools::require_tool;

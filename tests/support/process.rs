@@ -252,3 +252,29 @@ pub fn spawn_carillon(args: &[&str], env: &[(String, String)]) -> Running {
 pub fn run_carillon(args: &[&str], env: &[(String, String)], timeout: Duration) -> RunOutput {
     spawn_carillon(args, env).wait(timeout)
 }
+
+/// Starts `carillon play ARGS --display 127.0.0.1:PORT --duration SECONDS
+/// --buffer-frames 256` with `env`, and returns once the display listens (failing the
+/// test if it does not within `wait`).
+pub fn play_with_display(
+    args: &[&str],
+    port: u16,
+    seconds: &str,
+    env: &[(String, String)],
+    wait: Duration,
+) -> Running {
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec!["play"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--display",
+        &listen,
+        "--duration",
+        seconds,
+        "--buffer-frames",
+        "256",
+    ]);
+    let running = spawn_carillon(&all, env);
+    super::net::wait_for_port(port, wait, "carillon's display");
+    running
+}
