@@ -7,15 +7,13 @@
 //! can use it, and it counts the requests it answered per path.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
+use super::server::ServerThread;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use tokio::sync::oneshot;
 
 #[derive(Default)]
 struct Shared {
@@ -24,58 +22,29 @@ struct Shared {
 }
 
 pub struct FileServer {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl FileServer {
     /// Serve the files under `root`.
     pub fn start(root: &Path) -> FileServer {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("cannot read the listening address: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("cannot make the listener non-blocking: {e}"));
         let shared = Arc::new(Shared::default());
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("cannot build the file server's runtime: {e}"));
         let state = (root.to_owned(), Arc::clone(&shared));
-        let thread = std::thread::Builder::new()
-            .name(format!("file-server-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => panic!("cannot adopt the listener: {e}"),
-                    };
-                    let app = axum::Router::new().fallback(serve).with_state(state);
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stop.await;
-                        })
-                        .await;
-                });
-            })
-            .unwrap_or_else(|e| panic!("cannot start the file server thread: {e}"));
-        FileServer {
-            addr,
-            shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
+        let server = ServerThread::start(0, "file-server", move |listener, stop| async move {
+            let app = axum::Router::new().fallback(serve).with_state(state);
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await;
+        });
+        FileServer { shared, server }
     }
 
     /// `http://127.0.0.1:PORT/`
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        format!("http://{}/", self.server.addr())
     }
 
     /// The statuses answered to requests for `path` (`/state.txt`), in order.
@@ -85,17 +54,6 @@ impl FileServer {
             .lock()
             .map(|r| r.get(path).cloned().unwrap_or_default())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

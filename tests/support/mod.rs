@@ -21,6 +21,7 @@
 //! - [`bench`]: what `bench latency --json` measured ([`latency_row`]).
 //! - [`analysis`]: FFT, pitch, onsets and level checks on recorded samples.
 //! - [`ws`]: a scripted wikimon websocket server ([`WsServer`], [`Step`]).
+//! - [`server`]: the thread, runtime and shutdown the websocket and file servers run on.
 //! - [`score`]: what carillon's score says a message should play ([`expected`]).
 //! - [`wikimon`]: wikimon-format messages ([`wikimon_edit`], [`wikimon_newuser`]).
 //! - [`corpus`]: paths into `../shared/corpus` ([`corpus_path`]).
@@ -41,6 +42,7 @@ pub mod net;
 pub mod process;
 pub mod procfs;
 pub mod score;
+pub mod server;
 pub mod sse;
 pub mod tempdir;
 pub mod tools;

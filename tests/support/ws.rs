@@ -8,16 +8,16 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
+
+use super::server::ServerThread;
 
 /// One thing the server does on a connection.
 #[derive(Debug, Clone)]
@@ -82,10 +82,8 @@ impl Shared {
 
 /// The running server; stopped (its connections dropped) when dropped.
 pub struct WsServer {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl WsServer {
@@ -110,56 +108,26 @@ impl WsServer {
         port: u16,
         script_for: impl Fn(usize) -> Vec<Step> + Send + Sync + 'static,
     ) -> WsServer {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("cannot read the listening address: {e}"));
-        listener
-            .set_nonblocking(true)
-            .unwrap_or_else(|e| panic!("cannot make the listener non-blocking: {e}"));
         let shared = Arc::new(Shared::default());
-        let (shutdown, stop) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("cannot build the websocket server's runtime: {e}"));
         let thread_shared = Arc::clone(&shared);
         let script_for: Arc<ScriptFn> = Arc::new(script_for);
-        let thread = std::thread::Builder::new()
-            .name(format!("ws-server-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            thread_shared.note(format!("cannot adopt the listener: {e}"));
-                            return;
-                        }
-                    };
-                    tokio::select! {
-                        _ = stop => {}
-                        _ = accept_loop(listener, thread_shared, script_for) => {}
-                    }
-                });
-                // Dropping the runtime here cancels every connection task.
-            })
-            .unwrap_or_else(|e| panic!("cannot start the websocket server thread: {e}"));
-        WsServer {
-            addr,
-            shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
-        }
+        let server = ServerThread::start(port, "ws-server", move |listener, stop| async move {
+            tokio::select! {
+                _ = stop => {}
+                _ = accept_loop(listener, thread_shared, script_for) => {}
+            }
+            // The runtime, dropped when this returns, cancels every connection task.
+        });
+        WsServer { shared, server }
     }
 
     /// `ws://127.0.0.1:PORT/`
     pub fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        format!("ws://{}/", self.server.addr())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     /// How many websocket connections were accepted (handshake completed).
@@ -196,17 +164,6 @@ impl WsServer {
             .lock()
             .map(|log| log.clone())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for WsServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
