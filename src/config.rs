@@ -788,19 +788,12 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
             ));
             continue;
         };
-        let (Some(base_midi), Some(low), Some(high)) = (
-            parse_note(base),
-            steps.iter().map(|&st| step_semitones(&s.scale, st)).min(),
-            steps.iter().map(|&st| step_semitones(&s.scale, st)).max(),
-        ) else {
+        let Some((low, high)) = register_range(base, steps, &s.scale) else {
             continue;
         };
         let key = format!("score.{register}.base");
-        let (high, low) = (base_midi + high, base_midi + low);
-        // As the score computes it: in f32.
-        let hz = |midi: i32| midi_to_hz(midi as f64) as f32 as f64;
         let limit = recipe.highest_playable_hz(sample_rate as f64);
-        if hz(high) >= limit {
+        if score_hz(high) >= limit {
             out.push(
                 Problem::new(
                     &key,
@@ -810,7 +803,7 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                          but {instrument} plays only notes below {limit:.1} Hz there ({}); \
                          use a lower base, fewer steps ({steps_key}) or a higher sample rate",
                         note_name(high),
-                        hz(high),
+                        score_hz(high),
                         recipe.limit_reason(),
                     ),
                 )
@@ -818,7 +811,7 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                 .also(&format!("score.{register}.instrument")),
             );
         }
-        if hz(low) < LOWEST_NOTE_HZ {
+        if score_hz(low) < LOWEST_NOTE_HZ {
             out.push(
                 Problem::new(
                     &key,
@@ -827,7 +820,7 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                         "is too low: the {register} register reaches {} ({:.2} Hz), below \
                          {LOWEST_NOTE_HZ} Hz; use a higher base or fewer steps down",
                         note_name(low),
-                        hz(low),
+                        score_hz(low),
                     ),
                 )
                 .also("score.min_step"),
@@ -847,21 +840,13 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
             let Some(recipe) = instruments.recipe(instrument) else {
                 continue;
             };
-            let (Some(base_midi), Some(low), Some(high)) = (
-                parse_note(base),
-                steps.iter().map(|&st| step_semitones(&s.scale, st)).min(),
-                steps.iter().map(|&st| step_semitones(&s.scale, st)).max(),
-            ) else {
+            let Some((low, high)) = register_range(base, steps, &s.scale) else {
                 continue;
             };
-            let (high, low) = (
-                base_midi + high + t.transpose,
-                base_midi + low + t.transpose,
-            );
-            let hz = |midi: i32| midi_to_hz(midi as f64) as f32 as f64;
+            let (low, high) = (low + t.transpose, high + t.transpose);
             let limit = recipe.highest_playable_hz(sample_rate as f64);
             let key = format!("sources.{name}.transpose");
-            if hz(high) >= limit {
+            if score_hz(high) >= limit {
                 out.push(Problem::new(
                     &key,
                     t.transpose.to_string(),
@@ -869,25 +854,39 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                         "is too high at {sample_rate} Hz: the source's {register} register reaches {} ({:.1} Hz), \
                          but {instrument} plays only notes below {limit:.1} Hz there ({})",
                         note_name(high),
-                        hz(high),
+                        score_hz(high),
                         recipe.limit_reason(),
                     ),
                 ));
             }
-            if hz(low) < LOWEST_NOTE_HZ {
+            if score_hz(low) < LOWEST_NOTE_HZ {
                 out.push(Problem::new(
                     &key,
                     t.transpose.to_string(),
                     format!(
                         "is too low: the source's {register} register reaches {} ({:.2} Hz), below {LOWEST_NOTE_HZ} Hz",
                         note_name(low),
-                        hz(low),
+                        score_hz(low),
                     ),
                 ));
             }
         }
     }
     out
+}
+
+/// The lowest and highest MIDI notes of a register: its base, moved by the lowest and
+/// the highest of its steps on the scale. None if the base is not a note or there is
+/// no step.
+fn register_range(base: &str, steps: &[i32], scale: &[i32]) -> Option<(i32, i32)> {
+    let base = parse_note(base)?;
+    let semitones = steps.iter().map(|&step| step_semitones(scale, step));
+    Some((base + semitones.clone().min()?, base + semitones.max()?))
+}
+
+/// The frequency of a MIDI note as the score computes it: in f32.
+fn score_hz(midi: i32) -> f64 {
+    midi_to_hz(midi as f64) as f32 as f64
 }
 
 /// Turn a toml error into one that names the file, line and column.
