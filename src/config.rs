@@ -811,6 +811,24 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                 .also(&format!("score.{register}.instrument")),
             );
         }
+        if let Some((midi, why)) = unreachable(instruments, instrument, base, steps, &s.scale, 0) {
+            out.push(
+                Problem::new(
+                    &key,
+                    format!("{base:?}"),
+                    format!(
+                        "reaches a note {instrument} cannot play: the {register} register's {} \
+                         ({:.1} Hz) has no recording near enough: {why}; record a note \
+                         nearer it, raise max_transpose, or use another base or fewer steps \
+                         ({steps_key})",
+                        note_name(midi),
+                        score_hz(midi),
+                    ),
+                )
+                .also(steps_key)
+                .also(&format!("score.{register}.instrument")),
+            );
+        }
         if score_hz(low) < LOWEST_NOTE_HZ {
             out.push(
                 Problem::new(
@@ -859,6 +877,20 @@ fn playable_problems(config: &Config, instruments: &Instruments, sample_rate: u3
                     ),
                 ));
             }
+            if let Some((midi, why)) =
+                unreachable(instruments, instrument, base, steps, &s.scale, t.transpose)
+            {
+                out.push(Problem::new(
+                    &key,
+                    t.transpose.to_string(),
+                    format!(
+                        "reaches a note {instrument} cannot play: the source's {register} \
+                         register's {} ({:.1} Hz) has no recording near enough: {why}",
+                        note_name(midi),
+                        score_hz(midi),
+                    ),
+                ));
+            }
             if score_hz(low) < LOWEST_NOTE_HZ {
                 out.push(Problem::new(
                     &key,
@@ -882,6 +914,25 @@ fn register_range(base: &str, steps: &[i32], scale: &[i32]) -> Option<(i32, i32)
     let base = parse_note(base)?;
     let semitones = steps.iter().map(|&step| step_semitones(scale, step));
     Some((base + semitones.clone().min()?, base + semitones.max()?))
+}
+
+/// The first note of a register (moved by `transpose`) that a sampled instrument has
+/// no recording near enough to play, and why. A sampler's reach can have holes between
+/// its recordings, so every note is checked, not only the lowest and highest.
+fn unreachable(
+    instruments: &Instruments,
+    instrument: &str,
+    base: &str,
+    steps: &[i32],
+    scale: &[i32],
+    transpose: i32,
+) -> Option<(i32, String)> {
+    let base = parse_note(base)? + transpose;
+    steps.iter().find_map(|&step| {
+        let midi = base + step_semitones(scale, step);
+        let why = instruments.out_of_reach(instrument, score_hz(midi))?;
+        Some((midi, why))
+    })
 }
 
 /// The frequency of a MIDI note as the score computes it: in f32.

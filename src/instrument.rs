@@ -11,6 +11,7 @@
 //! bell's or a bow's partials would fold back past Nyquist.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fundsp::prelude::*;
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::bell::FmBellVoice;
 use crate::config::{located, ConfigError, Limits, Problem};
+use crate::sampler::{SampleSet, Sampler};
 use crate::score::Note;
 use crate::strings::BowedStrings;
 
@@ -63,6 +65,8 @@ pub struct Recipe {
     pub fm_bell: Option<FmBell>,
     pub pluck: Option<Pluck>,
     pub bowed: Option<Bowed>,
+    /// Recordings, played at the pitch of each note (`src/sampler`).
+    pub sampler: Option<Sampler>,
 }
 
 fn default_audible_dbfs() -> f32 {
@@ -137,6 +141,8 @@ pub struct Voice {
 #[derive(Debug, Clone)]
 pub struct Instruments {
     recipes: Vec<Recipe>,
+    /// The recordings of each sampler recipe (none for a synthesized one), by id.
+    samples: Vec<Option<Arc<SampleSet>>>,
 }
 
 /// The gain of a recipe, from silent to four times a full-scale note.
@@ -154,11 +160,13 @@ impl Recipe {
             recipe.fm_bell.is_some(),
             recipe.pluck.is_some(),
             recipe.bowed.is_some(),
+            recipe.sampler.is_some(),
         ];
         if models.iter().filter(|&&m| m).count() != 1 {
             return Err(ConfigError::Value {
                 path: path.to_owned(),
-                message: "a recipe needs exactly one model table: [fm_bell], [pluck] or [bowed]"
+                message: "a recipe needs exactly one model table: [fm_bell], [pluck], [bowed] \
+                          or [sampler]"
                     .into(),
             });
         }
@@ -230,10 +238,54 @@ impl Recipe {
                 ("bowed.resonance", b.resonance, real(0.1, 10.0)),
             ]);
         }
+        if let Some(s) = &self.sampler {
+            fields.extend([
+                ("sampler.max_transpose", s.max_transpose, real(0.0, 36.0)),
+                ("sampler.duration_s", s.duration_s, above(0.0, 120.0)),
+                ("sampler.release_ms", s.release_ms, real(1.0, 10_000.0)),
+                ("sampler.crossfade_ms", s.crossfade_ms, real(0.0, 1000.0)),
+            ]);
+            if let Some(start) = s.loop_start_s {
+                fields.push(("sampler.loop_start_s", start, real(0.0, 60.0)));
+            }
+            if let Some(end) = s.loop_end_s {
+                fields.push(("sampler.loop_end_s", end, above(0.0, 60.0)));
+            }
+        }
         let mut out: Vec<Problem> = fields
             .into_iter()
             .filter_map(|(key, value, limits)| Problem::range(key, value as f64, limits))
             .collect();
+        if let Some(s) = &self.sampler {
+            out.extend(s.tune.iter().filter_map(|(note, &cents)| {
+                Problem::range(
+                    &format!("sampler.tune.{note}"),
+                    cents as f64,
+                    real(-100.0, 100.0),
+                )
+            }));
+            if s.loop_start_s.is_some() != s.loop_end_s.is_some() {
+                let (key, value) = match (s.loop_start_s, s.loop_end_s) {
+                    (Some(start), _) => ("sampler.loop_start_s", start),
+                    (_, end) => ("sampler.loop_end_s", end.unwrap_or_default()),
+                };
+                out.push(Problem::new(
+                    key,
+                    value.to_string(),
+                    "needs the loop's other end: a loop is given by both loop_start_s and \
+                     loop_end_s",
+                ));
+            }
+            if let Some((start, end)) = s.looped() {
+                if end <= start {
+                    out.push(Problem::new(
+                        "sampler.loop_end_s",
+                        end.to_string(),
+                        format!("is not allowed: expected a loop end after its start ({start})"),
+                    ));
+                }
+            }
+        }
         if self.name.trim().is_empty() {
             out.push(Problem::new(
                 "name",
@@ -268,6 +320,10 @@ impl Recipe {
             // phase steps more than half a cycle, and past the sample rate it runs away.
             let cents = (b.detune_cents + b.vibrato_cents) as f64;
             nyquist / (cents / 1200.0).exp2()
+        } else if self.sampler.is_some() {
+            // Its recordings are read through a kernel that cuts what would fold back;
+            // which notes it reaches depends on its files (`Instruments::out_of_reach`).
+            nyquist
         } else {
             0.0
         }
@@ -280,6 +336,8 @@ impl Recipe {
         } else if self.pluck.is_some() {
             "its string's delay line must be at least a sample long, and its thinning \
              high-pass under half the sample rate"
+        } else if self.sampler.is_some() {
+            "a note must be under half the sample rate"
         } else {
             "its detuned strings, at the top of their vibrato, must stay under half the \
              sample rate"
@@ -293,12 +351,20 @@ impl Instruments {
         let recipes = BUILT_IN
             .iter()
             .map(|(path, text)| Recipe::parse(text, Path::new(path)))
-            .collect::<Result<_, _>>()?;
-        Ok(Instruments { recipes })
+            .collect::<Result<Vec<_>, _>>()?;
+        let samples = vec![None; recipes.len()];
+        Ok(Instruments { recipes, samples })
     }
 
-    /// Every `*.toml` recipe in a folder, in file-name order; refused with every problem
-    /// of every recipe, not only the first.
+    /// Instruments of these recipes, none of them a sampler (for tests and benches).
+    pub fn synthesized(recipes: Vec<Recipe>) -> Instruments {
+        let samples = vec![None; recipes.len()];
+        Instruments { recipes, samples }
+    }
+
+    /// Every `*.toml` recipe in a folder, in file-name order, with the recordings of its
+    /// samplers decoded; refused with every problem of every recipe and every recording,
+    /// not only the first.
     pub fn load_dir(dir: &Path) -> Result<Instruments, InstrumentError> {
         let folder_err = |source| InstrumentError::Folder {
             path: dir.to_owned(),
@@ -316,6 +382,7 @@ impl Instruments {
             });
         }
         let mut recipes = Vec::with_capacity(paths.len());
+        let mut samples = Vec::with_capacity(paths.len());
         let mut refused = Vec::new();
         for path in paths {
             let parsed = std::fs::read_to_string(&path)
@@ -325,12 +392,25 @@ impl Instruments {
                 })
                 .and_then(|text| Recipe::parse(&text, &path));
             match parsed {
-                Ok(recipe) => recipes.push(recipe),
+                Ok(recipe) => {
+                    let set = match &recipe.sampler {
+                        Some(sampler) => match SampleSet::load(sampler, &path) {
+                            Ok(set) => Some(Arc::new(set)),
+                            Err(problems) => {
+                                refused.extend(problems);
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    recipes.push(recipe);
+                    samples.push(set);
+                }
                 Err(e) => refused.push(e),
             }
         }
         match refused.len() {
-            0 => Ok(Instruments { recipes }),
+            0 => Ok(Instruments { recipes, samples }),
             1 => Err(refused.remove(0).into()),
             _ => Err(ConfigError::Many(refused).into()),
         }
@@ -345,9 +425,38 @@ impl Instruments {
         self.recipes.iter().map(|r| r.name.clone()).collect()
     }
 
+    /// Convert every sampler's recordings to `sample_rate`, before playing at it: each
+    /// is converted once, then shared by all its voices. Returns a line about each
+    /// sampler (what it holds, and the memory it takes); refused with every recording
+    /// the resampler refuses.
+    pub fn prepare(&self, sample_rate: u32) -> Result<Vec<String>, InstrumentError> {
+        let mut lines = Vec::new();
+        let mut refused = Vec::new();
+        for (recipe, set) in self.recipes.iter().zip(&self.samples) {
+            let Some(set) = set else { continue };
+            match set.bank(sample_rate) {
+                Ok(bank) => lines.push(set.describe_bank(&recipe.name, &bank)),
+                Err(problems) => refused.extend(problems),
+            }
+        }
+        match refused.len() {
+            0 => Ok(lines),
+            1 => Err(refused.remove(0).into()),
+            _ => Err(ConfigError::Many(refused).into()),
+        }
+    }
+
+    /// Why the instrument `name` cannot play a note of `hz`, if it is a sampler with no
+    /// recording near enough.
+    pub fn out_of_reach(&self, name: &str, hz: f64) -> Option<String> {
+        let i = self.recipes.iter().position(|r| r.name == name)?;
+        self.samples[i].as_ref()?.out_of_reach(hz)
+    }
+
     /// Build the voice that plays `note`. Allocates: call it off the audio thread.
     pub fn build(&self, note: &Note, sample_rate: f64) -> Voice {
-        let recipe = &self.recipes[note.instrument.0 as usize % self.recipes.len()];
+        let id = note.instrument.0 as usize % self.recipes.len();
+        let recipe = &self.recipes[id];
         let f = note.frequency;
         let top = CUTOFF_OF_NYQUIST * sample_rate as f32 / 2.0;
         let (unit, seconds): (Box<dyn AudioUnit>, f32) = if let Some(b) = &recipe.fm_bell {
@@ -356,6 +465,11 @@ impl Instruments {
             pluck_string(p, f, top)
         } else if let Some(b) = &recipe.bowed {
             bowed_string(b, f, top)
+        } else if let Some((voice, seconds)) = self.samples[id]
+            .as_ref()
+            .and_then(|set| set.voice(f as f64, note.velocity, sample_rate))
+        {
+            (Box::new(An(voice)), seconds as f32)
         } else {
             // Recipe::parse guarantees a model; silence is the harmless answer anyway.
             (Box::new(zero()), 0.0)
@@ -551,9 +665,7 @@ mod tests {
         let limit = recipe.highest_playable_hz(48_000.0);
         assert!((limit - 48_000.0 / 2.2).abs() < 1e-6, "{limit}");
         // Just under it, fundsp's string has a one-sample line and plays.
-        let instruments = Instruments {
-            recipes: vec![recipe],
-        };
+        let instruments = Instruments::synthesized(vec![recipe]);
         let note = |frequency: f32| Note {
             instrument: crate::score::InstrumentId(0),
             frequency,

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod output;
 pub mod pitch;
 pub mod rng;
+pub mod sampler;
 pub mod score;
 pub mod stats;
 pub mod strings;

@@ -12,7 +12,7 @@ use carillon::bench;
 use carillon::conductor::{self, PlayOptions, RenderOptions};
 use carillon::config::{self, Config, Limits, Schedule};
 use carillon::ingest::plan::{plan, Planned};
-use carillon::instrument::InstrumentError;
+use carillon::instrument::{InstrumentError, Instruments};
 use carillon::output::device::{self, DeviceRequest};
 
 /// The system allocator, counting what the audio callback allocates (it must not):
@@ -159,6 +159,10 @@ struct BenchLatencyArgs {
 
 #[derive(clap::Args)]
 struct BenchRenderArgs {
+    /// Configuration file whose instruments (`engine.instruments_dir`, samplers
+    /// included) are measured; default: the built-in ones.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Voice counts to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "16,64,256,1024")]
     voices: Vec<usize>,
@@ -270,7 +274,7 @@ fn sources(
     config: &Config,
     config_path: Option<&Path>,
     flags: &[String],
-    instruments: &carillon::instrument::Instruments,
+    instruments: &Instruments,
 ) -> Result<Vec<Planned>> {
     Ok(plan(config, config_path, flags, &instruments.names())?)
 }
@@ -318,6 +322,16 @@ fn sample_rate(flag: Option<u32>, config: &Config) -> Result<u32> {
     Ok(flag.unwrap_or(config.output.sample_rate))
 }
 
+/// Refuse notes the instruments cannot play at `sample_rate`, and convert the samplers'
+/// recordings to it (saying what they hold), before anything plays.
+fn ready_to_play(config: &Config, instruments: &Instruments, sample_rate: u32) -> Result<()> {
+    config::check_playable(config, instruments, sample_rate)?;
+    for line in instruments.prepare(sample_rate)? {
+        tracing::info!("{line}");
+    }
+    Ok(())
+}
+
 fn play(args: PlayArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     let instruments = conductor::instruments(&config, args.config.as_deref())?;
@@ -333,7 +347,7 @@ fn play(args: PlayArgs) -> Result<()> {
     }
     check_positive("--speed", args.speed)?;
     let sample_rate = sample_rate(args.sample_rate, &config)?;
-    config::check_playable(&config, &instruments, sample_rate)?;
+    ready_to_play(&config, &instruments, sample_rate)?;
     let display = display_options(&config, args.display.as_deref())?;
     let opts = PlayOptions {
         sources,
@@ -370,7 +384,7 @@ fn render(args: RenderArgs) -> Result<()> {
     check_positive("--duration", args.duration)?;
     check_positive("--speed", args.speed)?;
     let sample_rate = sample_rate(args.sample_rate, &config)?;
-    config::check_playable(&config, &instruments, sample_rate)?;
+    ready_to_play(&config, &instruments, sample_rate)?;
     let opts = RenderOptions {
         sources: sources(&config, args.config.as_deref(), &args.source, &instruments)?,
         duration: args.duration,
@@ -431,7 +445,7 @@ fn record(args: RecordArgs) -> Result<()> {
 }
 
 /// Every problem of a configuration file, one a line; none if it is ready to play.
-fn config_problems(file: &Path) -> Result<Vec<String>, Vec<String>> {
+fn config_problems(file: &Path) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
     let lines = |e: &config::ConfigError| e.each().iter().map(|e| e.to_string()).collect();
     let config = Config::load(file).map_err(|e| lines(&e))?;
     let instruments = conductor::instruments(&config, Some(file)).map_err(|e| match e
@@ -442,20 +456,29 @@ fn config_problems(file: &Path) -> Result<Vec<String>, Vec<String>> {
     })?;
     config::check_playable(&config, &instruments, config.output.sample_rate)
         .map_err(|e| lines(&e))?;
+    let samplers = instruments
+        .prepare(config.output.sample_rate)
+        .map_err(|e| match e {
+            InstrumentError::Recipe(e) => lines(&e),
+            other => vec![other.to_string()],
+        })?;
     // Its sources' formats, rules files, instruments and secrets.
     plan(&config, Some(file), &[], &instruments.names()).map_err(|e| vec![e.to_string()])?;
-    Ok(instruments.names())
+    Ok((instruments.names(), samplers))
 }
 
 fn check_config(args: CheckConfigArgs) -> Result<()> {
     let file = args.file.display();
     match config_problems(&args.file) {
-        Ok(names) => {
+        Ok((names, samplers)) => {
             println!(
                 "{file}: ok ({} instruments: {})",
                 names.len(),
                 names.join(", ")
             );
+            for line in samplers {
+                println!("  {line}");
+            }
             Ok(())
         }
         Err(problems) => {
@@ -469,13 +492,21 @@ fn check_config(args: CheckConfigArgs) -> Result<()> {
 
 fn bench_render(args: BenchRenderArgs) -> Result<()> {
     check_positive("--seconds", args.seconds)?;
-    let report = bench::render::run(&bench::render::RenderBenchOptions {
-        voices: args.voices,
-        buffer_frames: args.buffer_frames,
-        sample_rate: args.sample_rate,
-        seconds: args.seconds,
-        instrument: args.instrument,
-    })?;
+    let config = load_config(&args.config)?;
+    let instruments = conductor::instruments(&config, args.config.as_deref())?;
+    for line in instruments.prepare(args.sample_rate)? {
+        eprintln!("{line}");
+    }
+    let report = bench::render::run(
+        &bench::render::RenderBenchOptions {
+            voices: args.voices,
+            buffer_frames: args.buffer_frames,
+            sample_rate: args.sample_rate,
+            seconds: args.seconds,
+            instrument: args.instrument,
+        },
+        &instruments,
+    )?;
     print_report(&report, args.json, bench::render::table)
 }
 

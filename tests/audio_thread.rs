@@ -3,9 +3,13 @@
 //! (`output::device::fill`: the panic guard around `AudioHalf::render`) runs.
 //!
 //! What it covers: everything the callback does with carillon's own code, driven here
-//! by hand on the test's thread with the device buffer sizes a device may ask for. What
+//! by hand on the test's thread with the device buffer sizes a device may ask for, with
+//! every kind of voice (the three synthesized instruments, and a sampler reading its
+//! recordings, looped, in layers and takes). What
 //! it does not: cpal's code around the callback, and the callback's one-time request
 //! for real-time priority (a single system call, `output::realtime`).
+
+mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -17,6 +21,8 @@ use carillon::event::EventKind;
 use carillon::instrument::Instruments;
 use carillon::output::device::fill;
 use carillon::score::{InstrumentId, Note};
+use support::samples::{copy_built_in_recipes, sampler_recipe, write_tone, Tone};
+use support::TempDir;
 
 struct Counting;
 
@@ -60,16 +66,44 @@ fn allocations_during(f: impl FnOnce()) -> usize {
     SEEN.with(|s| s.get()) - before
 }
 
+/// The built-in instruments and a sampler, `bells` (id 0, before the others by file
+/// name): two roots, the lower in two velocity layers of which the loud one has two
+/// takes, looped.
+fn instruments(dir: &TempDir) -> Instruments {
+    copy_built_in_recipes(dir.path());
+    let samples = sampler_recipe(
+        dir.path(),
+        "bells",
+        "max_transpose = 24\nloop_start_s = 0.2\nloop_end_s = 0.5\nduration_s = 0.8\n",
+    );
+    for (file, hz) in [
+        ("A2.v1.wav", 110.0),
+        ("A2.v2.rr1.flac", 110.0),
+        ("A2.v2.rr2.wav", 110.0),
+        ("A4.wav", 440.0),
+    ] {
+        let mut tone = Tone::new(hz, 3.0);
+        tone.seconds = 0.6;
+        tone.sample_rate = 44_100;
+        write_tone(&samples.join(file), &tone);
+    }
+    let instruments = Instruments::load_dir(dir.path()).expect("the instruments");
+    instruments.prepare(48_000).expect("converted to 48 kHz");
+    assert_eq!(instruments.names()[0], "bells");
+    instruments
+}
+
 fn note(i: u64) -> Note {
-    let instrument = (i % 3) as u8;
+    let instrument = (i % 4) as u8;
     Note {
         instrument: InstrumentId(instrument),
         frequency: 110.0 * (1.0 + (i % 17) as f32 / 4.0),
         midi: 45,
-        velocity: 0.8,
+        velocity: [0.3, 0.9][(i / 4 % 2) as usize],
         pan: ((i % 5) as f32 - 2.0) / 2.0,
         seed: i,
         kind: [
+            EventKind::Addition,
             EventKind::Addition,
             EventKind::Removal,
             EventKind::NewMember,
@@ -94,8 +128,8 @@ fn audio_callback_does_not_allocate() {
     let mut config = Config::defaults();
     // A small polyphony, so that voices are stolen and retired during the test.
     config.engine.polyphony = 8;
-    let instruments = Instruments::built_in().expect("built-in instruments");
-    let (mut control, mut audio) = engine(&config.engine, instruments, 48_000.0);
+    let dir = TempDir::new("audio-thread");
+    let (mut control, mut audio) = engine(&config.engine, instruments(&dir), 48_000.0);
     // Device buffers of many sizes, including ones that split fundsp's blocks.
     let sizes = [256usize, 64, 1, 100, 512, 37, 128];
     let mut buffer = vec![0.0f32; 512 * 2];

@@ -190,10 +190,12 @@ fn max_voices(
     good
 }
 
-pub fn run(o: &RenderBenchOptions) -> anyhow::Result<RenderReport> {
+/// Measure `instruments` (the built-in ones, or a configuration's, samplers included),
+/// ready at `o.sample_rate` (see [`Instruments::prepare`]).
+pub fn run(o: &RenderBenchOptions, instruments: &Instruments) -> anyhow::Result<RenderReport> {
     anyhow::ensure!(o.buffer_frames > 0, "--buffer-frames must be at least 1");
     anyhow::ensure!(!o.voices.is_empty(), "--voices needs at least one count");
-    let instruments = Instruments::built_in()?;
+    let instruments = instruments.clone();
     let only = match &o.instrument {
         None => None,
         Some(name) => {

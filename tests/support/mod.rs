@@ -27,6 +27,7 @@
 //! - [`corpus`]: paths into `../shared/corpus` ([`corpus_path`]).
 //! - [`net`]: free ports on 127.0.0.1 and waiting for a server ([`free_port`]).
 //! - [`tools`]: checks that the system tools the harness needs are installed.
+//! - [`samples`]: sample sets of known pitch in WAV, FLAC, Ogg and MP3, for samplers.
 
 // Each integration test binary compiles this module and uses only part of it.
 #![allow(dead_code, unused_imports)]
@@ -41,6 +42,7 @@ pub mod jack;
 pub mod net;
 pub mod process;
 pub mod procfs;
+pub mod samples;
 pub mod score;
 pub mod server;
 pub mod sse;
