@@ -265,6 +265,15 @@ fn a_looped_swell_sustains_for_as_long_as_it_is_held_without_a_click() {
     }
 }
 
+/// `dir/instruments`, holding copies of the built-in recipes, for a configuration in
+/// `dir` to name as its `instruments_dir`.
+fn instruments_folder(dir: &TempDir) -> std::path::PathBuf {
+    let instruments = dir.path().join("instruments");
+    std::fs::create_dir_all(&instruments).expect("folder");
+    copy_built_in_recipes(&instruments);
+    instruments
+}
+
 /// Run `carillon check-config` on a configuration whose instruments are in `dir`.
 fn check_config(dir: &Path) -> (bool, String, String) {
     let config = dir.join("site.toml");
@@ -280,9 +289,7 @@ fn check_config(dir: &Path) -> (bool, String, String) {
 #[test]
 fn every_broken_recording_is_refused_at_once_naming_its_file() {
     let dir = TempDir::new("sampler-broken");
-    let instruments = dir.path().join("instruments");
-    std::fs::create_dir_all(&instruments).expect("folder");
-    copy_built_in_recipes(&instruments);
+    let instruments = instruments_folder(&dir);
     // A recipe whose folder is missing.
     std::fs::write(
         instruments.join("nowhere.toml"),
@@ -354,9 +361,7 @@ fn every_broken_recording_is_refused_at_once_naming_its_file() {
 #[test]
 fn a_note_no_recording_reaches_is_refused_before_playing() {
     let dir = TempDir::new("sampler-reach");
-    let instruments = dir.path().join("instruments");
-    std::fs::create_dir_all(&instruments).expect("folder");
-    copy_built_in_recipes(&instruments);
+    let instruments = instruments_folder(&dir);
     // The célesta's register (D#3..G#7) from recordings at C4 and C6, 6 semitones
     // either way: its lowest notes and those around F#5 are out of reach. (This recipe
     // replaces the built-in célesta's, copied above.)
@@ -399,9 +404,7 @@ fn bells(instruments: &Path) {
 #[test]
 fn a_sampler_standing_in_for_the_celesta_renders_a_real_stream_deterministically() {
     let dir = TempDir::new("sampler-render");
-    let instruments = dir.path().join("instruments");
-    std::fs::create_dir_all(&instruments).expect("folder");
-    copy_built_in_recipes(&instruments);
+    let instruments = instruments_folder(&dir);
     bells(&instruments);
     let config = dir.path().join("site.toml");
     std::fs::write(
@@ -451,6 +454,39 @@ fn a_sampler_standing_in_for_the_celesta_renders_a_real_stream_deterministically
         assert!(run.summary().get("notes") > 50, "{}", run.stderr);
         std::fs::read(&wav).expect("the render")
     };
+    // bench render measures it: sounding voices cost more than the bus alone.
+    let bench = run_carillon(
+        &[
+            "bench",
+            "render",
+            "--config",
+            &config.to_string_lossy(),
+            "--instrument",
+            "bells",
+            "--voices",
+            "64",
+            "--seconds",
+            "0.2",
+            "--json",
+        ],
+        &[],
+        Duration::from_secs(300),
+    );
+    bench.assert_success();
+    assert!(
+        bench.stderr.contains("bells: 5 recordings"),
+        "{}",
+        bench.stderr
+    );
+    let report: serde_json::Value = serde_json::from_str(&bench.stdout).expect("JSON");
+    let bus = report["bus_only"]["median_us"].as_f64().expect("the bus");
+    let voices = report["rows"][0]["engine"]["median_us"]
+        .as_f64()
+        .expect("64 voices");
+    assert!(
+        voices > 2.0 * bus,
+        "64 sampled voices {voices} µs, bus {bus} µs"
+    );
     let (a, b) = (render("a.wav"), render("b.wav"));
     assert!(a == b, "two renders of the same stream and seed differ");
     let audio = support::read_wav_lenient(&dir.path().join("a.wav")).expect("a WAV");
