@@ -10,7 +10,8 @@
 //! needs a sine function only while its modulation can still be heard, and the
 //! overtone stops when it has fallen 100 dB. The envelopes are the recipe's, exactly:
 //! a raised-cosine strike, then exponential decays, computed per sample by
-//! multiplication.
+//! multiplication, and the damper's raised-cosine fade, which is half a turn of one
+//! more phasor.
 
 use std::f64::consts::TAU;
 
@@ -110,6 +111,12 @@ pub struct FmBellVoice {
     partial_keep: f64,
     amp: f64,
     amp_keep: f64,
+    /// The sample at which the damper falls (never, without one), and the first at
+    /// which it has silenced the bar.
+    damp_from: u64,
+    damp_until: u64,
+    /// The damper's fade: `0.5 + 0.5 · this` turns from 1 to 0 over its half turn.
+    damper: Phasor,
 }
 
 impl FmBellVoice {
@@ -133,6 +140,9 @@ impl FmBellVoice {
             partial_keep: 0.0,
             amp: 0.0,
             amp_keep: 0.0,
+            damp_from: u64::MAX,
+            damp_until: u64::MAX,
+            damper: Phasor::new(0.0, 0.0, 44_100.0),
         };
         voice.reset();
         voice
@@ -173,7 +183,14 @@ impl FmBellVoice {
                 }
                 None => 0.0,
             };
-            *y = (rise * (carrier * self.amp + partial)) as f32;
+            let damper = if self.t < self.damp_from {
+                1.0
+            } else if self.t < self.damp_until {
+                0.5 + 0.5 * self.damper.next()
+            } else {
+                0.0
+            };
+            *y = (rise * damper * (carrier * self.amp + partial)) as f32;
             self.amp *= self.amp_keep;
             self.t += 1;
         }
@@ -185,6 +202,7 @@ impl FmBellVoice {
         if let Some(p) = &mut self.partial {
             p.renormalize();
         }
+        self.damper.renormalize();
         if self.carrier.is_none() && self.depth * self.cycles_per_depth < FM_GONE_CYCLES {
             self.carrier = Some(Phasor::new(self.carrier_phase, f, sr));
         }
@@ -219,6 +237,18 @@ impl AudioNode for FmBellVoice {
         self.partial_keep = (-1.0 / (n.partial_decay_s as f64 * sr)).exp();
         self.amp = 1.0;
         self.amp_keep = (-T60_LN / (n.t60(self.frequency) as f64 * sr)).exp();
+        (self.damp_from, self.damp_until) = match n.damper(self.frequency) {
+            Some(d) => {
+                let from = (d.from_s as f64 * sr).round() as u64;
+                let fade = ((d.fade_s as f64 * sr).round() as u64).max(1);
+                (from, from + fade)
+            }
+            None => (u64::MAX, u64::MAX),
+        };
+        // A quarter cycle in, its sine is the cosine of the fade's angle, which turns by
+        // π over the fade's samples.
+        let fade = self.damp_until.saturating_sub(self.damp_from).max(1) as f64;
+        self.damper = Phasor::new(0.25, sr / (2.0 * fade), sr);
     }
 
     fn set_sample_rate(&mut self, sample_rate: f64) {
@@ -271,11 +301,16 @@ mod tests {
     }
 
     /// The same bell computed directly, with a sine function at every sample for every
-    /// part, as the formula says: what the node's shortcuts must not change.
+    /// part and a cosine for the damper, as the formula says: what the node's shortcuts
+    /// must not change.
     fn reference(bell: &FmBell, frequency: f32, phases: [f64; 3], frames: usize) -> Vec<f32> {
         let f = frequency as f64;
         let fm = f * bell.mod_ratio as f64;
         let t60 = bell.t60(frequency) as f64;
+        let damper = bell.damper(frequency).expect("the célesta has a damper");
+        // Where it falls and how long it takes, in whole samples.
+        let from = (damper.from_s as f64 * SR).round();
+        let fade = (damper.fade_s as f64 * SR).round();
         let mut carrier = phases[0];
         (0..frames)
             .map(|i| {
@@ -294,7 +329,9 @@ mod tests {
                 let p = (TAU * (phases[2] + f * bell.partial_ratio as f64 * t)).sin()
                     * bell.partial_level as f64
                     * (-t / bell.partial_decay_s as f64).exp();
-                (rise * (c * amp + p)) as f32
+                let u = ((i as f64 - from) / fade).clamp(0.0, 1.0);
+                let damp = 0.5 + 0.5 * (std::f64::consts::PI * u).cos();
+                (rise * damp * (c * amp + p)) as f32
             })
             .collect()
     }
@@ -304,7 +341,8 @@ mod tests {
         for frequency in [261.63f32, 1108.73] {
             let bell = celesta();
             let seed = 11;
-            let frames = (3.2 * SR) as usize / 64 * 64;
+            // The whole note, damper and all, in whole blocks.
+            let frames = (bell.seconds(frequency) as f64 * SR).ceil() as usize / 64 * 64 + 64;
             let fast = render(&bell, frequency, seed, frames);
             let mut unit = FmBellVoice::new(&bell, frequency);
             unit.set_sample_rate(SR);

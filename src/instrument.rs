@@ -73,7 +73,8 @@ fn default_audible_dbfs() -> f32 {
     -90.0
 }
 
-/// A struck bar: FM with a fast-dying index, plus one overtone partial.
+/// A struck bar: FM with a fast-dying index, plus one overtone partial, optionally
+/// silenced by a damper after it has rung for a while.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FmBell {
@@ -88,12 +89,59 @@ pub struct FmBell {
     pub partial_level: f32,
     pub partial_decay_s: f32,
     pub max_duration_s: f32,
+    /// How long the bar rings freely before the damper falls, at the reference pitch
+    /// (s). Without it (and `damp_s`) there is no damper: the note rings until it has
+    /// fallen 60 dB or for `max_duration_s`.
+    #[serde(default)]
+    pub ring_s: Option<f32>,
+    /// How long the damper takes to silence the bar, at the reference pitch (s): a
+    /// raised-cosine fade.
+    #[serde(default)]
+    pub damp_s: Option<f32>,
+}
+
+/// When a note's damper falls, and how long it takes to silence it, in seconds from the
+/// strike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Damper {
+    pub from_s: f32,
+    pub fade_s: f32,
 }
 
 impl FmBell {
-    /// Its time (s) to fall 60 dB at `f` Hz: higher notes ring shorter.
+    /// How much longer than at the reference pitch a note at `f` Hz rings: higher notes
+    /// ring shorter.
+    fn stretch(&self, f: f32) -> f32 {
+        (self.reference_hz / f).powf(self.decay_pitch_exponent)
+    }
+
+    /// Its time (s) to fall 60 dB at `f` Hz.
     pub fn t60(&self, f: f32) -> f32 {
-        self.decay_s * (self.reference_hz / f).powf(self.decay_pitch_exponent)
+        self.decay_s * self.stretch(f)
+    }
+
+    /// The damper of a note at `f` Hz, if the recipe has one. Its times stretch with
+    /// pitch as the decay does, so a note's whole ring keeps its shape up and down the
+    /// register; a fade that would end past `max_duration_s` falls earlier, so that the
+    /// note is always silenced, never cut.
+    pub fn damper(&self, f: f32) -> Option<Damper> {
+        let (ring, damp) = (self.ring_s?, self.damp_s?);
+        let stretch = self.stretch(f);
+        let end = ((ring + damp) * stretch).min(self.max_duration_s);
+        let fade_s = (damp * stretch).min(end);
+        Some(Damper {
+            from_s: end - fade_s,
+            fade_s,
+        })
+    }
+
+    /// How long a note at `f` Hz sounds (s): until it has fallen 60 dB, the damper has
+    /// silenced it, or `max_duration_s`, whichever comes first.
+    pub fn seconds(&self, f: f32) -> f32 {
+        let silenced = self
+            .damper(f)
+            .map_or(f32::INFINITY, |d| d.from_s + d.fade_s);
+        self.t60(f).min(silenced).min(self.max_duration_s)
     }
 }
 
@@ -212,6 +260,13 @@ impl Recipe {
                     above(0.0, 120.0),
                 ),
             ]);
+            if let Some(ring) = b.ring_s {
+                fields.push(("fm_bell.ring_s", ring, real(0.0, 120.0)));
+            }
+            // A fade of no time at all would cut the note with a click.
+            if let Some(damp) = b.damp_s {
+                fields.push(("fm_bell.damp_s", damp, above(0.0, 60.0)));
+            }
         }
         if let Some(p) = &self.pluck {
             fields.extend([
@@ -284,6 +339,23 @@ impl Recipe {
                         format!("is not allowed: expected a loop end after its start ({start})"),
                     ));
                 }
+            }
+        }
+        if let Some(b) = &self.fm_bell {
+            // A damper needs both its times: neither has a default that would suit
+            // every bell.
+            match (b.ring_s, b.damp_s) {
+                (Some(ring), None) => out.push(Problem::new(
+                    "fm_bell.ring_s",
+                    ring.to_string(),
+                    "needs fm_bell.damp_s too: how long the damper takes to silence the bar",
+                )),
+                (None, Some(damp)) => out.push(Problem::new(
+                    "fm_bell.damp_s",
+                    damp.to_string(),
+                    "needs fm_bell.ring_s too: how long the bar rings before the damper falls",
+                )),
+                _ => {}
             }
         }
         if self.name.trim().is_empty() {
@@ -500,11 +572,10 @@ fn rise(t: f32, rise: f32) -> f32 {
     }
 }
 
-/// The célesta's bell: `sin(carrier with FM) · strike · exp decay + overtone`, as one
-/// node (`src/bell.rs`) that stops computing what has died away.
+/// The célesta's bell: `(sin(carrier with FM) · exp decay + overtone) · strike ·
+/// damper`, as one node (`src/bell.rs`) that stops computing what has died away.
 fn fm_bell(b: &FmBell, f: f32) -> (Box<dyn AudioUnit>, f32) {
-    let seconds = b.t60(f).min(b.max_duration_s);
-    (Box::new(An(FmBellVoice::new(b, f))), seconds)
+    (Box::new(An(FmBellVoice::new(b, f))), b.seconds(f))
 }
 
 /// `top`: the highest cut-off a filter may have at the voice's sample rate. A recipe's
@@ -648,6 +719,67 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The built-in célesta's recipe with `edit` applied to its text, parsed.
+    fn celesta_with(edit: impl Fn(&str) -> String) -> Result<Recipe, String> {
+        let (_, celesta) = BUILT_IN[0];
+        Recipe::parse(&edit(celesta), Path::new("bell.toml")).map_err(|e| e.to_string())
+    }
+
+    fn without_line(text: &str, key: &str) -> String {
+        text.lines()
+            .filter(|l| !l.starts_with(key))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn a_bell_without_a_damper_rings_until_it_has_fallen_60_decibels() {
+        let recipe = celesta_with(|t| without_line(&without_line(t, "ring_s"), "damp_s"))
+            .expect("a damper is optional");
+        let bell = recipe.fm_bell.expect("a bell");
+        assert_eq!(bell.damper(880.0), None);
+        assert_eq!(bell.seconds(880.0), bell.t60(880.0));
+        assert!(bell.t60(880.0) < bell.max_duration_s);
+        // Low enough, the cap is what ends it.
+        assert_eq!(bell.seconds(20.0), bell.max_duration_s);
+    }
+
+    #[test]
+    fn a_damper_needs_both_its_times() {
+        for (missing, named) in [("damp_s", "fm_bell.ring_s"), ("ring_s", "fm_bell.damp_s")] {
+            let err = celesta_with(|t| without_line(t, missing)).expect_err("refused");
+            assert!(
+                err.contains(named) && err.contains(&format!("needs fm_bell.{missing} too")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damper_fades_the_note_out_within_its_length() {
+        let bell = celesta_with(|t| t.to_owned())
+            .expect("built-in")
+            .fm_bell
+            .expect("a bell");
+        let (ring, damp) = (bell.ring_s.expect("ring_s"), bell.damp_s.expect("damp_s"));
+        // At the reference pitch, the recipe's own times.
+        let d = bell.damper(bell.reference_hz).expect("a damper");
+        assert_eq!((d.from_s, d.fade_s), (ring, damp));
+        // An octave up both shrink alike, and the note lasts as long as the fade.
+        let up = bell.damper(2.0 * bell.reference_hz).expect("a damper");
+        let shrink = 0.5f32.powf(bell.decay_pitch_exponent);
+        assert!((up.from_s - ring * shrink).abs() < 1e-5, "{up:?}");
+        assert!((up.fade_s - damp * shrink).abs() < 1e-5, "{up:?}");
+        assert_eq!(bell.seconds(2.0 * bell.reference_hz), up.from_s + up.fade_s);
+        // So low that it would ring past max_duration_s, the damper falls earlier and
+        // still fades for as long, ending with the note.
+        let low = bell.damper(30.0).expect("a damper");
+        let stretch = (bell.reference_hz / 30.0).powf(bell.decay_pitch_exponent);
+        assert!((low.fade_s - damp * stretch).abs() < 1e-4, "{low:?}");
+        assert!((low.from_s + low.fade_s - bell.max_duration_s).abs() < 1e-5);
+        assert_eq!(bell.seconds(30.0), bell.max_duration_s);
     }
 
     #[test]

@@ -453,14 +453,21 @@ fn check_config_lists_every_problem_of_a_bad_file() {
 
 #[test]
 fn check_config_checks_the_recipes_and_the_notes_at_the_files_rate() {
-    recipes_with_mod_decay("nan-decay", "nan");
+    let dir = recipes_with_mod_decay("nan-decay", "nan");
     let bad = scratch_file(
         "bad-recipes.toml",
         "[engine]\ninstruments_dir = \"nan-decay\"\n",
     );
     let err = stderr(&carillon(&["check-config", &bad]));
+    let text = std::fs::read_to_string(dir.join("celesta.toml")).expect("the recipe");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("mod_decay_s"))
+        .expect("the key");
     assert!(
-        err.contains("celesta.toml:21:15: fm_bell.mod_decay_s = nan"),
+        err.contains(&format!(
+            "celesta.toml:{line}:15: fm_bell.mod_decay_s = nan"
+        )),
         "{err}"
     );
     // The celesta's overtone passes Nyquist at 22.05 kHz from the default register.

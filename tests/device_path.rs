@@ -105,10 +105,13 @@ fn edits_ring_once_each_in_real_time_through_the_device() {
 
 #[test]
 fn each_kind_sounds_its_instrument_at_its_pentatonic_pitch_without_clipping() {
-    // An addition, a removal and a new account, 1.2 s apart.
+    // A removal, an addition and a new account, 1.2 s apart. The clavichord first:
+    // struck 1.2 s into the célesta's ring, its note would be under the ringing bar,
+    // where the onset detector cannot find it. The smallest addition, the célesta's
+    // highest and shortest note, is damped by the time the violin is listened to.
     let messages = [
-        wikimon_edit("Bell", 40, "Main"),
         wikimon_edit("Carillon", -25, "Main"),
+        wikimon_edit("Bell", 1, "Main"),
         wikimon_newuser("Newcomer"),
     ];
     let mut script = vec![Step::sleep_ms(800)];
@@ -144,8 +147,8 @@ fn each_kind_sounds_its_instrument_at_its_pentatonic_pitch_without_clipping() {
         "notes sent 1.2 s apart sounded {gap:.3} s apart"
     );
     let starts = [found[0], found[1], found[0] + rate * 12 / 5];
-    // Registers: the célesta from C#3, the clavichord from C#1, the violin from C#4.
-    let registers = [(0u8, 138.0, 4200.0), (1, 34.0, 1000.0), (2, 277.0, 560.0)];
+    // Registers: the clavichord from C#1, the célesta from C#3, the violin from C#4.
+    let registers = [(1u8, 34.0, 1000.0), (0, 138.0, 4200.0), (2, 277.0, 560.0)];
     for ((message, &start), (instrument, low, high)) in messages.iter().zip(&starts).zip(registers)
     {
         let (plays, f) = expected(message);
