@@ -46,8 +46,10 @@ fn two_sources_panned_hard_left_and_right_are_heard_in_their_own_channels() {
     std::fs::write(
         &config,
         format!(
-            // No reverb: it would (rightly) spread each note over both channels.
-            "[engine.reverb]\nwet = 0.0\n\n[sources.left]\nspec = \"replay:{}\"\npan = -1.0\n\n[sources.right]\nspec = \"replay:{}\"\npan = 1.0\n",
+            // No reverb: it would (rightly) spread each note over both channels. No
+            // density control: it softens each note by the rate of every source's notes
+            // together, so that in the mix a source's notes are (rightly) softer than alone.
+            "[engine.reverb]\nwet = 0.0\n[engine.density]\nenabled = false\n\n[sources.left]\nspec = \"replay:{}\"\npan = -1.0\n\n[sources.right]\nspec = \"replay:{}\"\npan = 1.0\n",
             left.display(),
             right.display()
         ),
