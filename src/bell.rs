@@ -15,7 +15,9 @@
 
 use std::f64::consts::TAU;
 
-use fundsp::prelude::{AudioNode, BufferMut, BufferRef, Frame, U0, U1};
+use fundsp::prelude::AudioNode;
+
+use crate::block_node::mono_block_node;
 
 use crate::instrument::FmBell;
 
@@ -212,11 +214,7 @@ impl FmBellVoice {
     }
 }
 
-impl AudioNode for FmBellVoice {
-    const ID: u64 = 0x6361_7269_6265_6c6c;
-    type Inputs = U0;
-    type Outputs = U1;
-
+mono_block_node!(FmBellVoice, 0x6361_7269_6265_6c6c, {
     fn reset(&mut self) {
         let n = &self.recipe;
         let sr = self.sample_rate;
@@ -260,22 +258,12 @@ impl AudioNode for FmBellVoice {
         self.hash = hash;
         self.reset();
     }
-
-    fn tick(&mut self, _input: &Frame<f32, U0>) -> Frame<f32, U1> {
-        let mut out = [0.0f32; 1];
-        self.render(&mut out);
-        [out[0]].into()
-    }
-
-    fn process(&mut self, size: usize, _input: &BufferRef, output: &mut BufferMut) {
-        self.render(&mut output.channel_f32_mut(0)[..size]);
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{An, AttoHash, BufferArray};
+    use fundsp::prelude::{An, AttoHash, BufferArray, BufferRef, U1};
 
     const SR: f64 = 48_000.0;
 

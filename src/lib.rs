@@ -10,6 +10,7 @@ pub mod alloc_watch;
 pub mod backoff;
 pub mod bell;
 pub mod bench;
+mod block_node;
 pub mod conductor;
 pub mod config;
 pub mod display;

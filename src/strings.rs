@@ -7,7 +7,9 @@
 //! limited enough under the violin's low-pass), and the vibrato, which moves slowly, is
 //! computed once per 16 samples and interpolated in between.
 
-use fundsp::prelude::{AudioNode, BufferMut, BufferRef, Frame, U0, U1};
+use fundsp::prelude::AudioNode;
+
+use crate::block_node::mono_block_node;
 
 /// Samples between two evaluations of the vibrato.
 const CONTROL: usize = 16;
@@ -80,11 +82,7 @@ fn polyblep(t: f32, dt: f32, inv_dt: f32) -> f32 {
     }
 }
 
-impl AudioNode for BowedStrings {
-    const ID: u64 = 0x6361_7269_6c6c_6f6e;
-    type Inputs = U0;
-    type Outputs = U1;
-
+mono_block_node!(BowedStrings, 0x6361_7269_6c6c_6f6e, {
     fn reset(&mut self) {
         // Each note's strings start at their own phases, from its seed.
         let mut rng = crate::rng::Rng::new(self.hash);
@@ -102,17 +100,7 @@ impl AudioNode for BowedStrings {
         self.hash = hash;
         self.reset();
     }
-
-    fn tick(&mut self, _input: &Frame<f32, U0>) -> Frame<f32, U1> {
-        let mut out = [0.0f32; 1];
-        self.render(&mut out);
-        [out[0]].into()
-    }
-
-    fn process(&mut self, size: usize, _input: &BufferRef, output: &mut BufferMut) {
-        self.render(&mut output.channel_f32_mut(0)[..size]);
-    }
-}
+});
 
 impl BowedStrings {
     fn render(&mut self, out: &mut [f32]) {
@@ -149,7 +137,7 @@ impl BowedStrings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{An, AttoHash, BufferArray};
+    use fundsp::prelude::{An, AttoHash, BufferArray, BufferRef, U1};
 
     /// `frames` (a multiple of 64) of a string pair, rendered in blocks as the engine does.
     fn render(seed: u64, frames: usize) -> Vec<f32> {

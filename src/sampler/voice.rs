@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use fundsp::prelude::{AudioNode, BufferMut, BufferRef, Frame, U0, U1};
+use crate::block_node::mono_block_node;
 
 use super::kernel::{Kernels, HALF, TAPS};
 use super::Sample;
@@ -88,23 +88,9 @@ impl SamplerVoice {
     }
 }
 
-impl AudioNode for SamplerVoice {
-    const ID: u64 = 0x7361_6d70_6c65_7276;
-    type Inputs = U0;
-    type Outputs = U1;
-
+mono_block_node!(SamplerVoice, 0x7361_6d70_6c65_7276, {
     fn reset(&mut self) {
         self.pos = 0.0;
         self.t = 0;
     }
-
-    fn tick(&mut self, _input: &Frame<f32, U0>) -> Frame<f32, U1> {
-        let mut out = [0.0f32; 1];
-        self.render(&mut out);
-        [out[0]].into()
-    }
-
-    fn process(&mut self, size: usize, _input: &BufferRef, output: &mut BufferMut) {
-        self.render(&mut output.channel_f32_mut(0)[..size]);
-    }
-}
+});
