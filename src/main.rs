@@ -568,7 +568,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CARILLON_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,jack_sys=warn")),
+                // The decoders (symphonia, under rodio) narrate every Ogg stream they
+                // open: kept for CARILLON_LOG=debug.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,jack_sys=warn,symphonia=warn")
+                }),
         )
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())

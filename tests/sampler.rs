@@ -310,6 +310,14 @@ fn every_broken_recording_is_refused_at_once_naming_its_file() {
     write_wav(&broken.join("G4.v2.wav"), &a4);
     write_wav(&broken.join("A4.wav"), &a4);
     write_tone(&broken.join("A4.flac"), &a4);
+    // Cut short: the first half of a WAV and of a FLAC file, as an interrupted copy
+    // leaves them.
+    for file in ["C5.wav", "D5.flac"] {
+        let path = broken.join(file);
+        write_tone(&path, &a4);
+        let bytes = std::fs::read(&path).expect("the file");
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).expect("cut it");
+    }
     // And one good recording, which is not refused.
     write_wav(&broken.join("B4.wav"), &a4);
 
@@ -346,6 +354,8 @@ fn every_broken_recording_is_refused_at_once_naming_its_file() {
             ),
         ),
         ("a duplicate", format!("{}is the same note", at("A4.wav"))),
+        ("a cut-short WAV", format!("{}is cut short", at("C5.wav"))),
+        ("a cut-short FLAC", format!("{}is cut short", at("D5.flac"))),
     ] {
         assert!(
             err.contains(&needle),

@@ -36,6 +36,7 @@ pub fn decode(path: &Path) -> Result<Decoded, String> {
     })?;
     let channels = decoder.channels().get();
     let sample_rate = decoder.sample_rate().get();
+    let announced = decoder.total_duration();
     if !(1..=2).contains(&channels) {
         return Err(format!(
             "has {channels} channels: expected a mono or stereo recording (stereo is mixed \
@@ -69,6 +70,23 @@ pub fn decode(path: &Path) -> Result<Decoded, String> {
     };
     if samples.is_empty() {
         return Err("holds no sound".into());
+    }
+    // A WAV or FLAC header gives the exact length: a file that decodes to less was cut
+    // short (an unfinished copy, a full disk), and the decoder just stops early. (An
+    // MP3's or Ogg's length is only estimated, so theirs is not checked.)
+    let exact = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| e == "wav" || e == "flac");
+    if let Some(announced) = announced.filter(|_| exact) {
+        let held = samples.len() as f64 / sample_rate as f64;
+        if held + 0.01 < announced.as_secs_f64() {
+            return Err(format!(
+                "is cut short: it holds {held:.3} s of the {:.3} s its header announces (a \
+                 damaged or unfinished file)",
+                announced.as_secs_f64()
+            ));
+        }
     }
     if let Some(i) = samples.iter().position(|s| !s.is_finite()) {
         return Err(format!("holds a non-finite sample at frame {i}"));
