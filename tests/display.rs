@@ -13,14 +13,17 @@ use support::{
     DeviceTap, JackServer, TempDir,
 };
 
-/// A replay of additions at the given times, titles "Note N".
+/// A replay of additions at the given times, titles "Note N", small and large in
+/// turn: each note at another pitch than the one before, still ringing, so that its
+/// onset stands out of it.
 fn replay_file(path: &Path, times: &[f64]) {
     let lines: Vec<String> = times
         .iter()
         .enumerate()
         .map(|(i, t)| {
+            let size = if i % 2 == 0 { 25 } else { 4000 };
             let mut v: serde_json::Value =
-                serde_json::from_str(&wikimon_edit(&format!("Note {i}"), 200, "Main"))
+                serde_json::from_str(&wikimon_edit(&format!("Note {i}"), size, "Main"))
                     .expect("json");
             v["_t"] = serde_json::json!(t);
             v.to_string()
