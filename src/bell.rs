@@ -263,7 +263,7 @@ mono_block_node!(FmBellVoice, 0x6361_7269_6265_6c6c, {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{An, AttoHash, BufferArray, BufferRef, U1};
+    use fundsp::prelude::{An, AttoHash};
 
     const SR: f64 = 48_000.0;
 
@@ -279,13 +279,7 @@ mod tests {
         let mut unit = An(FmBellVoice::new(bell, frequency));
         unit.set_sample_rate(SR);
         unit.ping(false, AttoHash::new(seed));
-        let mut out = vec![0.0; frames];
-        let mut buffer = BufferArray::<U1>::new();
-        for block in out.chunks_mut(64) {
-            unit.process(64, &BufferRef::empty(), &mut buffer.buffer_mut());
-            block.copy_from_slice(&buffer.channel_f32(0)[..64]);
-        }
-        out
+        crate::block_node::render_blocks(&mut unit, frames)
     }
 
     /// The same bell computed directly, with a sine function at every sample for every

@@ -38,3 +38,17 @@ macro_rules! mono_block_node {
 }
 
 pub(crate) use mono_block_node;
+
+/// `frames` (a multiple of 64) of a voice, rendered in 64-frame blocks as the engine
+/// does: for the nodes' own tests.
+#[cfg(test)]
+pub(crate) fn render_blocks(unit: &mut dyn fundsp::prelude::AudioUnit, frames: usize) -> Vec<f32> {
+    use fundsp::prelude::{BufferArray, BufferRef, U1};
+    let mut out = vec![0.0; frames];
+    let mut buffer = BufferArray::<U1>::new();
+    for block in out.chunks_mut(64) {
+        unit.process(64, &BufferRef::empty(), &mut buffer.buffer_mut());
+        block.copy_from_slice(&buffer.channel_f32(0)[..64]);
+    }
+    out
+}

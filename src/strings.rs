@@ -137,20 +137,14 @@ impl BowedStrings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fundsp::prelude::{An, AttoHash, BufferArray, BufferRef, U1};
+    use fundsp::prelude::{An, AttoHash};
 
     /// `frames` (a multiple of 64) of a string pair, rendered in blocks as the engine does.
     fn render(seed: u64, frames: usize) -> Vec<f32> {
         let mut unit = An(BowedStrings::new(440.0, 4.0, 5.6, 12.0, 0.4));
         unit.set_sample_rate(48_000.0);
         unit.ping(false, AttoHash::new(seed));
-        let mut out = vec![0.0; frames];
-        let mut buffer = BufferArray::<U1>::new();
-        for block in out.chunks_mut(64) {
-            unit.process(64, &BufferRef::empty(), &mut buffer.buffer_mut());
-            block.copy_from_slice(&buffer.channel_f32(0)[..64]);
-        }
-        out
+        crate::block_node::render_blocks(&mut unit, frames)
     }
 
     #[test]

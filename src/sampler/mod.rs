@@ -291,8 +291,7 @@ impl SampleSet {
                 "holds no recordings: expected files named by note, such as C#4.wav",
             ));
         }
-        let roots = group(found, &dir, &mut problems);
-        let mut roots = roots;
+        let mut roots = group(found, &dir, &mut problems);
         for (name, &cents) in &recipe.tune {
             match parse_note(name).and_then(|m| roots.iter_mut().find(|r| r.midi == m)) {
                 Some(root) => root.hz *= (cents as f64 / 1200.0).exp2(),
@@ -315,11 +314,6 @@ impl SampleSet {
             roots,
             banks: Mutex::new(Vec::new()),
         })
-    }
-
-    /// The folder the recordings came from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// The nearest recorded note to `hz`: its index and how far (semitones, signed:
