@@ -42,10 +42,11 @@ pub fn instruments(config: &Config, config_path: Option<&Path>) -> Result<Instru
     }
 }
 
-/// How long the conductor waits for an event before it looks after the device, the
-/// status line and the display's controls anyway: a mute on the page must silence the
-/// next note, so this stays short (a tenth of a second let notes through).
-const HOUSEKEEPING: Duration = Duration::from_millis(20);
+/// How long the conductor waits for an event before it looks after the device and the
+/// status anyway. A change on the display's page wakes it at once (a mute must silence
+/// the very next note), and so does every event; this only bounds how late a lost
+/// device is noticed, so it can be long enough not to cost a silent carillon anything.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 /// Frames from an event's arrival to its note's start: the configured latency, but never
 /// less than the floor below which a note could miss its block.
@@ -239,13 +240,15 @@ impl Summary {
         );
         if let Some(d) = &self.device {
             line.push_str(&format!(
-                " xruns={} device_errors={} device_losses={} device_reopens={} engine_failures={} audio_allocs={}",
+                " xruns={} device_errors={} device_losses={} device_reopens={} engine_failures={} audio_allocs={} device_suspends={} device_resumes={}",
                 d.xruns,
                 d.errors,
                 d.losses,
                 d.reopens,
                 d.engine_failures,
-                d.audio_allocs
+                d.audio_allocs,
+                d.suspends,
+                d.resumes
             ));
         }
         line
@@ -479,8 +482,17 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         )
     };
 
+    let suspend_after = (config.output.suspend_after_s > 0.0)
+        .then(|| Duration::from_secs_f64(config.output.suspend_after_s));
+    let mut suspend_lines = Repeated::new(Duration::from_secs(3600));
+    // When the last note was conducted, and when the device was last opened again after
+    // a silence: events that arrived before that could not be scheduled on its clock.
+    let mut last_note = Instant::now();
+    let mut resumed_at: Option<Instant> = None;
+
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = crossbeam_channel::bounded::<Arrival>(4096);
+    let (waker, woken) = crossbeam_channel::bounded::<()>(1);
     let runtime = network_runtime()?;
     start_sources(
         &runtime,
@@ -500,6 +512,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
             options,
             opts.sources.iter().map(|p| p.name.clone()).collect(),
             volume,
+            waker,
         )?),
         None => None,
     };
@@ -524,21 +537,34 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         {
             break;
         }
-        let audible = device.state() == DeviceState::Playing;
-        // An event wakes this loop at once; the timeout paces the housekeeping below.
-        match rx.recv_timeout(HOUSEKEEPING) {
+        // An event or a change on the page wakes this loop at once; the timeout paces
+        // the housekeeping below.
+        let received = crossbeam_channel::select! {
+            recv(rx) -> message => message.map_err(|_| RecvTimeoutError::Disconnected),
+            recv(woken) -> _ => Err(RecvTimeoutError::Timeout),
+            default(HOUSEKEEPING) => Err(RecvTimeoutError::Timeout),
+        };
+        match received {
             Ok(arrival) => {
-                let frame = match schedule {
-                    Schedule::Fixed => {
-                        control.frame_at(arrival.at) + latency_frames(&control, &device)
-                    }
-                    Schedule::Asap => ASAP,
-                };
                 let source = usize::from(arrival.source);
                 // A source turned off on the display plays on unheard, counted silenced.
                 let on = display
                     .as_ref()
                     .is_none_or(|d| d.controls().enabled(source));
+                if on && device.state() == DeviceState::Suspended && device.resume(&mut control) {
+                    resumed_at = Some(Instant::now());
+                }
+                let audible = device.state() == DeviceState::Playing;
+                let frame = match schedule {
+                    // An event that came while the device was let go has no place on
+                    // its new clock: its note starts as soon as the device runs.
+                    Schedule::Fixed if resumed_at.is_some_and(|r| arrival.at < r) => ASAP,
+                    Schedule::Fixed => {
+                        control.frame_at(arrival.at) + latency_frames(&control, &device)
+                    }
+                    Schedule::Asap => ASAP,
+                };
+                last_note = Instant::now();
                 let played = conduct(
                     &mut score,
                     &mut control,
@@ -569,6 +595,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                 // A replay has ended: let its last notes ring out (if there is a device
                 // to ring them), then stop.
                 let done = *source_done_at.get_or_insert_with(Instant::now);
+                let audible = device.state() == DeviceState::Playing;
                 if opts.duration.is_none()
                     && (control.voices() == 0 || !audible)
                     && done.elapsed() > Duration::from_millis(500)
@@ -581,6 +608,20 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         }
         control.collect();
         device.poll(&mut control);
+        if let Some(after) = suspend_after {
+            let silent = control.silent_for().is_some_and(|s| s >= after);
+            if device.state() == DeviceState::Playing && silent && last_note.elapsed() >= after {
+                device.suspend();
+                match suspend_lines.count(1, Instant::now()) {
+                    Some(n) => tracing::info!(
+                        "nothing has sounded for {:.0} s: the audio output is let go until the next note ([output] suspend_after_s){}",
+                        after.as_secs_f64(),
+                        if n > 1 { format!(" ({n} times in the last hour)") } else { String::new() }
+                    ),
+                    None => tracing::debug!("silence: the audio output is let go"),
+                }
+            }
+        }
         let counters = device.counters();
         if let Some(n) = xrun_lines.count(counters.xruns - reported_xruns, Instant::now()) {
             tracing::warn!("the audio device reported {n} buffer under/overruns");

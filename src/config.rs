@@ -335,6 +335,9 @@ pub struct OutputConfig {
     pub realtime_priority: i32,
     pub sample_rate: u32,
     pub buffer_frames: u32,
+    /// Seconds of silence after which the device is released until the next note; 0
+    /// keeps it open.
+    pub suspend_after_s: f64,
 }
 
 impl Config {
@@ -542,6 +545,11 @@ impl Config {
             whole(0.0, 99.0),
         );
         range("output.sample_rate", o.sample_rate as f64, SAMPLE_RATE);
+        range(
+            "output.suspend_after_s",
+            o.suspend_after_s,
+            real(0.0, 86_400.0),
+        );
         if o.buffer_frames != 0 {
             out.extend(
                 Problem::range(

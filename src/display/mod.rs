@@ -68,15 +68,19 @@ pub struct Controls {
     enabled: Vec<AtomicBool>,
     /// Bumped at every change, so that the conductor applies a change once.
     generation: AtomicU64,
+    /// Wakes the conductor, which otherwise looks at the controls only a few times a
+    /// second when no event comes: a mute must silence the very next note.
+    waker: crossbeam_channel::Sender<()>,
 }
 
 impl Controls {
-    fn new(volume: f32, sources: usize) -> Self {
+    fn new(volume: f32, sources: usize, waker: crossbeam_channel::Sender<()>) -> Self {
         Self {
             volume: AtomicU32::new(volume.to_bits()),
             muted: AtomicBool::new(false),
             enabled: (0..sources).map(|_| AtomicBool::new(true)).collect(),
             generation: AtomicU64::new(0),
+            waker,
         }
     }
 
@@ -99,6 +103,8 @@ impl Controls {
 
     fn changed(&self) {
         self.generation.fetch_add(1, Relaxed);
+        // Full means a wake-up is already pending, which will see this change too.
+        let _ = self.waker.try_send(());
     }
 }
 
@@ -165,6 +171,7 @@ impl Display {
         options: &DisplayOptions,
         sources: Vec<String>,
         volume: f32,
+        waker: crossbeam_channel::Sender<()>,
     ) -> anyhow::Result<Display> {
         use anyhow::Context;
         let listener = runtime
@@ -174,7 +181,7 @@ impl Display {
         let (feed, _) = broadcast::channel(1024);
         let hub = Arc::new(Hub {
             feed,
-            controls: Controls::new(volume, sources.len()),
+            controls: Controls::new(volume, sources.len(), waker),
             controls_on: options.controls,
             // Until the first status: every source starting.
             status: Mutex::new(json!({

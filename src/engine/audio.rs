@@ -20,7 +20,7 @@ use super::clock::StreamClock;
 use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
-use super::{EngineShared, Scheduled, ASAP, BLOCK};
+use super::{EngineShared, Scheduled, ASAP, BLOCK, SOUNDING};
 
 /// A voice on the audio thread.
 struct Active {
@@ -247,10 +247,14 @@ impl AudioHalf {
                 self.mix_l.fill(0.0);
                 self.mix_r.fill(0.0);
                 self.mix_silent = true;
+                self.shared.silent_since.store(t0, Release);
             }
             self.volume = self.shared.volume();
             self.shared.voices.store(0, Relaxed);
             return;
+        }
+        if self.mix_silent {
+            self.shared.silent_since.store(SOUNDING, Release);
         }
         self.mix_silent = false;
         self.mix_l.fill(0.0);

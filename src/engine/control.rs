@@ -8,7 +8,7 @@ use fundsp::prelude::AudioUnit;
 use thiserror::Error;
 
 use super::density::Density;
-use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled, ASAP};
+use super::{AudioHalf, Blueprint, EngineShared, Queues, Scheduled, ASAP, SOUNDING};
 use crate::instrument::{Instruments, Voice};
 use crate::score::Note;
 
@@ -164,6 +164,17 @@ impl ControlHalf {
     /// The largest buffer the device has asked for so far (0 before it first plays).
     pub fn device_buffer(&self) -> u32 {
         self.shared.device_buffer.load(Acquire)
+    }
+
+    /// How long the output has been silence (nothing sounding, the master bus asleep),
+    /// on the stream clock: `None` while anything sounds.
+    pub fn silent_for(&self) -> Option<Duration> {
+        let since = self.shared.silent_since.load(Acquire);
+        if since == SOUNDING {
+            return None;
+        }
+        let frames = self.shared.frames.load(Acquire).saturating_sub(since);
+        Some(Duration::from_secs_f64(frames as f64 / self.sample_rate))
     }
 
     pub fn voices(&self) -> u32 {

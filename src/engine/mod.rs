@@ -15,7 +15,7 @@ pub mod density;
 pub mod limiter;
 pub mod reverb;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
 use std::sync::Arc;
 
 use fundsp::prelude::{AudioUnit, MAX_BUFFER_SIZE};
@@ -66,6 +66,10 @@ pub struct EngineShared {
     /// The audio half allowed to render: a replaced one (its stream lost) that is still
     /// called renders silence and publishes nothing.
     pub generation: AtomicU64,
+    /// The stream frame from which the output has been silence, the engine asleep (see
+    /// [`AudioHalf::asleep`]), or [`SOUNDING`] while anything sounds: how the conductor
+    /// knows when to let the device go.
+    pub silent_since: AtomicU64,
 }
 
 impl EngineShared {
@@ -77,6 +81,9 @@ impl EngineShared {
         self.volume.store(volume.clamp(0.0, 1.0).to_bits(), Relaxed);
     }
 }
+
+/// `EngineShared::silent_since` while the engine is not asleep.
+pub const SOUNDING: u64 = u64::MAX;
 
 /// The start of a note that should sound as soon as it can: in the first block the
 /// audio half has not rendered yet. Such a note is never late.
@@ -144,6 +151,8 @@ impl Blueprint {
             l.ceiling,
             sample_rate,
         );
+        // A new half starts asleep, with nothing in its bus.
+        self.shared.silent_since.store(clock, Release);
         let audio = AudioHalf::new(
             reverb,
             limiter,

@@ -374,6 +374,12 @@ impl DeviceOutput {
     /// Stop the stream and free it on a thread of its own: a stream whose device has
     /// vanished can take long to close (or never return), and the caller must not wait
     /// for it. The audio half inside goes with it, freed there, off the audio thread.
+    /// Stop and close the stream here, waiting until the device is free again.
+    pub fn close(self) {
+        let _ = self.stream.pause();
+        drop(self);
+    }
+
     pub fn close_in_background(self) {
         let closing = std::thread::Builder::new()
             .name("carillon-close".into())

@@ -10,6 +10,10 @@
 //! (the same device by name, else the default), each time with a fresh audio half. The
 //! conductor keeps its sources, score and counters running meanwhile. With `wait` set,
 //! a device missing at start is the same as a device lost: carillon waits for it.
+//!
+//! It also lets the device go when nothing has sounded for a while (`suspend`), so that
+//! a silent carillon is not woken every buffer by its sound server, and opens it again
+//! for the next note (`resume`).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -26,6 +30,8 @@ const RETRY_MAX: Duration = Duration::from_millis(1000);
 /// A stream that has not asked for audio for this long (or four of its buffers, if
 /// longer) has stopped.
 const STALL_MIN: Duration = Duration::from_millis(1500);
+/// The longest a resumed stream is waited for to start asking for audio.
+const RESUME_WAIT: Duration = Duration::from_millis(500);
 /// While the device stays away, a reminder this often.
 const REMINDER: Duration = Duration::from_secs(60);
 
@@ -37,6 +43,8 @@ pub enum DeviceState {
     Lost,
     /// Not yet found at start (`--wait-for-device`).
     Waiting,
+    /// Let go during a silence, until the next note.
+    Suspended,
 }
 
 impl DeviceState {
@@ -45,6 +53,7 @@ impl DeviceState {
             DeviceState::Playing => "playing",
             DeviceState::Lost => "lost",
             DeviceState::Waiting => "waiting",
+            DeviceState::Suspended => "suspended",
         }
     }
 }
@@ -63,6 +72,9 @@ pub struct DeviceCounters {
     pub engine_failures: u64,
     /// Allocations made inside the audio callback (there must be none).
     pub audio_allocs: u64,
+    /// Times the device was let go during a silence, and opened again for a note.
+    pub suspends: u64,
+    pub resumes: u64,
 }
 
 pub struct Supervisor {
@@ -158,10 +170,12 @@ impl Supervisor {
         if let Some(reason) = self.why_ended(now) {
             self.lose(reason, now);
         }
-        if self.state != DeviceState::Playing && now >= self.next_try {
+        let down = matches!(self.state, DeviceState::Lost | DeviceState::Waiting);
+        if down && now >= self.next_try {
             self.try_reopen(control, now);
         }
-        if self.state != DeviceState::Playing && now >= self.next_reminder {
+        let down = matches!(self.state, DeviceState::Lost | DeviceState::Waiting);
+        if down && now >= self.next_reminder {
             self.next_reminder = now + REMINDER;
             tracing::warn!(
                 "still no audio device after {:.0} s ({}); retrying every {:.0} s",
@@ -170,6 +184,67 @@ impl Supervisor {
                 RETRY_MAX.as_secs_f64()
             );
         }
+    }
+
+    /// Let the device go, while nothing sounds: the stream is closed here (so that a
+    /// device that allows one stream at a time is free for the next), and nothing is
+    /// reopened until [`Supervisor::resume`].
+    pub fn suspend(&mut self) {
+        if self.state != DeviceState::Playing {
+            return;
+        }
+        if let Some(stream) = self.stream.take() {
+            self.retire_counters(&stream);
+            stream.close();
+        }
+        self.past.suspends += 1;
+        self.state = DeviceState::Suspended;
+    }
+
+    /// Open the device again after [`Supervisor::suspend`], and wait (at most
+    /// [`RESUME_WAIT`]) for its first callback, so that the stream clock is running
+    /// when this returns. On failure the device is lost, and reopened as any lost
+    /// device is. Returns whether it plays.
+    pub fn resume(&mut self, control: &mut ControlHalf) -> bool {
+        if self.state != DeviceState::Suspended {
+            return self.state == DeviceState::Playing;
+        }
+        let asked = Instant::now();
+        match DeviceOutput::start(&self.request, control.renew_audio()) {
+            Ok(stream) => {
+                let health = stream.health.clone();
+                self.past.resumes += 1;
+                self.playing(stream, asked);
+                while health.callbacks.load(Relaxed) == 0 && asked.elapsed() < RESUME_WAIT {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                tracing::debug!(
+                    "audio output open again after {:.1} ms",
+                    asked.elapsed().as_secs_f64() * 1e3
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "the audio output cannot be opened again after a silence ({e}); retrying"
+                );
+                self.state = DeviceState::Lost;
+                self.past.losses += 1;
+                self.down_since = asked;
+                self.next_reminder = asked + REMINDER;
+                self.next_try = asked + self.backoff.delay();
+                self.last_error = e.to_string();
+                false
+            }
+        }
+    }
+
+    /// Add a closing stream's counters to those of the streams before it.
+    fn retire_counters(&mut self, stream: &DeviceOutput) {
+        let h = &stream.health;
+        self.past.xruns += h.xruns.load(Relaxed);
+        self.past.errors += h.errors.load(Relaxed);
+        self.past.engine_failures += u64::from(h.failed.load(Relaxed));
     }
 
     /// Why the current stream has ended, if it has.
@@ -209,10 +284,7 @@ impl Supervisor {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let h = &stream.health;
-        self.past.xruns += h.xruns.load(Relaxed);
-        self.past.errors += h.errors.load(Relaxed);
-        self.past.engine_failures += u64::from(h.failed.load(Relaxed));
+        self.retire_counters(&stream);
         self.past.losses += 1;
         self.state = DeviceState::Lost;
         self.down_since = now;

@@ -35,3 +35,28 @@ pub fn status_bytes(pid: u32, key: &str) -> u64 {
         .map(|kb| kb * 1024)
         .unwrap_or_else(|| panic!("{path} has no {key} line:\n{status}"))
 }
+
+/// How many times the threads of process `pid` alive now have been switched out so far,
+/// voluntarily or not: each is a wake-up that followed. Threads that have ended are not
+/// counted, so compare two readings of the same threads.
+pub fn context_switches(pid: u32) -> u64 {
+    let dir = format!("/proc/{pid}/task");
+    let tasks = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("cannot read {dir}: {e}"));
+    let mut total = 0;
+    for task in tasks.flatten() {
+        // A thread that ends between the listing and the read is simply not counted.
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter_map(|l| {
+                let value = l
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))?;
+                value.trim().parse::<u64>().ok()
+            })
+            .sum::<u64>();
+    }
+    total
+}

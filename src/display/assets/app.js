@@ -531,7 +531,9 @@
     const dev = $("device");
     const devHidden = msg.device === "playing" || msg.device === undefined;
     if (dev.hidden !== devHidden) dev.hidden = devHidden;
-    setText(dev, msg.device === "lost" ? "audio device lost — waiting for it…" : `audio device: ${String(msg.device)}`);
+    setText(dev, msg.device === "lost" ? "audio device lost — waiting for it…"
+    : msg.device === "suspended" ? "audio device resting until the next note"
+    : `audio device: ${String(msg.device)}`);
     if (Array.isArray(msg.sources)) renderSources(msg.sources);
   }
 
