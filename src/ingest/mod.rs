@@ -217,16 +217,26 @@ impl Delivery {
     /// One raw message from the transport: recorded if asked, read in the source's
     /// format, and delivered or counted.
     pub fn message(&self, message: &Message) {
+        self.message_at(message, Instant::now());
+    }
+
+    /// [`Delivery::message`] for a message that arrived at `at`: its event sounds as if
+    /// it had arrived then, whenever it is read and parsed.
+    pub fn message_at(&self, message: &Message, at: Instant) {
         if let Some(recorder) = &self.recorder {
             recorder.write(message);
         }
-        self.deliver(self.format.parse(message));
+        self.deliver_at(self.format.parse(message), at);
     }
 
     /// What the format made of a message.
     pub fn deliver(&self, parsed: Parsed) {
+        self.deliver_at(parsed, Instant::now());
+    }
+
+    fn deliver_at(&self, parsed: Parsed, at: Instant) {
         match parsed {
-            Parsed::Event(event) => self.send(event),
+            Parsed::Event(event) => self.send_at(event, at),
             Parsed::Skipped(kind) => self.skipped(kind),
             Parsed::Malformed(why) => {
                 self.malformed();

@@ -9,4 +9,5 @@ pub mod http;
 pub mod osm;
 pub mod reconnect;
 pub mod replay;
+pub mod stamped;
 pub mod websocket;

@@ -6,15 +6,22 @@
 //! limit: the protocol layer refuses a frame (or message) over it from its header,
 //! before reading its payload, so a hostile sender costs carillon nothing; carillon
 //! then counts it as oversized, hangs up and reconnects, as it must, since the rest of
-//! that frame is still on its way.
+//! that frame is still on its way. A message arrives when the kernel received its last
+//! bytes (see `stamped`), not when this task got round to reading it.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::error::UrlError;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::reconnect::Reconnect;
+use super::stamped::{Stamp, StampedTcp};
 use crate::config::SourceConfig;
 use crate::ingest::format::Message as Raw;
 use crate::ingest::Delivery;
@@ -49,13 +56,12 @@ pub async fn run(url: &str, bearer: Option<String>, config: &SourceConfig, out: 
                 continue;
             }
         };
-        let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
-        let Some((stream, _response)) = reconnect.connect(connect_timeout, attempt, &out).await
-        else {
+        let attempt = open(request, ws_config);
+        let Some((stream, stamp)) = reconnect.connect(connect_timeout, attempt, &out).await else {
             continue;
         };
         let connected_at = reconnect.up(&out);
-        let ended = read(stream, silence_timeout, &out).await;
+        let ended = read(stream, &stamp, silence_timeout, &out).await;
         let reason = match ended {
             Ended::Closed => "the server closed the connection".to_owned(),
             Ended::Error(e) => format!("connection lost: {e}"),
@@ -65,12 +71,38 @@ pub async fn run(url: &str, bearer: Option<String>, config: &SourceConfig, out: 
     }
 }
 
+/// Connect over TCP (the connection stamping what it receives, see [`stamped`]), then
+/// TLS for `wss://`, then the websocket handshake.
+///
+/// [`stamped`]: super::stamped
+async fn open(
+    request: Request,
+    ws_config: WebSocketConfig,
+) -> Result<(WebSocketStream<MaybeTlsStream<StampedTcp>>, Arc<Stamp>), WsError> {
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .ok_or(WsError::Url(UrlError::NoHostName))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("wss") => 443,
+        _ => 80,
+    });
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    // Each message goes out as soon as it is written (pongs, the closing handshake).
+    tcp.set_nodelay(true)?;
+    let (tcp, stamp) = StampedTcp::new(tcp);
+    let (stream, _response) =
+        tokio_tungstenite::client_async_tls_with_config(request, tcp, Some(ws_config), None)
+            .await?;
+    Ok((stream, stamp))
+}
+
 /// The handshake request: the URL, and the bearer token in its header (not in the URL,
 /// which the log names).
-fn request(
-    url: &str,
-    bearer: Option<&str>,
-) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, String> {
+fn request(url: &str, bearer: Option<&str>) -> Result<Request, String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
     if let Some(token) = bearer {
@@ -82,7 +114,9 @@ fn request(
     Ok(request)
 }
 
-async fn read<S>(mut stream: S, silence_timeout: Duration, out: &Delivery) -> Ended
+/// Read messages until the connection ends, each arriving when the kernel received
+/// the last of its bytes.
+async fn read<S>(mut stream: S, stamp: &Stamp, silence_timeout: Duration, out: &Delivery) -> Ended
 where
     S: StreamExt<Item = Result<Message, WsError>> + Unpin,
 {
@@ -93,7 +127,10 @@ where
         };
         match next {
             None => return Ended::Closed,
-            Some(Ok(Message::Text(text))) => out.message(&Raw::text(text.as_str())),
+            Some(Ok(Message::Text(text))) => {
+                let at = stamp.instant().unwrap_or_else(Instant::now);
+                out.message_at(&Raw::text(text.as_str()), at);
+            }
             Some(Ok(Message::Binary(_))) => out.malformed(),
             Some(Ok(Message::Close(_))) => return Ended::Closed,
             // Pings are answered by the protocol layer as the stream is read.
