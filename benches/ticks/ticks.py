@@ -12,7 +12,10 @@ script prints how far each lands from that (around the median), whole-run and ag
 its six neighbours (a JACK xrun moves the stream itself against the clock, which shows
 as a step in the whole-run figures but not in the neighbours').
 
-    benches/ticks/ticks.py target/release/carillon OUTDIR [--ticks 44] [--period 256]
+    benches/ticks/ticks.py target/release/carillon OUTDIR [--ticks 44] [--period 256] [--lead 3]
+
+The first tick is sent --lead seconds after carillon connects (the stream clock narrows
+its filter over its first 25 s: a lead of 30 measures it settled).
 
 Needs jackd (run as root for -R), libasound2-plugins (ALSA's jack plugin), python3.
 """
@@ -23,6 +26,7 @@ binary, outdir = sys.argv[1], sys.argv[2]
 args = dict(zip(sys.argv[3::2], sys.argv[4::2]))
 ticks = int(args.get('--ticks', 44))
 period = int(args.get('--period', 256))
+lead = float(args.get('--lead', 3))
 os.makedirs(outdir, exist_ok=True)
 
 # Short notes over silence: the built-in recipes, célesta cut to 0.3 s.
@@ -67,7 +71,7 @@ def serve():
                  b'Sec-WebSocket-Accept: ' + accept + b'\r\n\r\n')
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     frame = (bytes([0x81, 126]) + struct.pack('>H', len(edit)) if len(edit) >= 126 else bytes([0x81, len(edit)])) + edit
-    start = time.monotonic_ns() + 3_000_000_000
+    start = time.monotonic_ns() + int(lead * 1e9)
     for k in range(ticks):
         due = start + k * 500_000_000
         while time.monotonic_ns() < due - 2_000_000:
@@ -83,7 +87,7 @@ def serve():
 thread = threading.Thread(target=serve)
 thread.start()
 play = subprocess.run([binary, 'play', '--config', config, '--source', 'ws://127.0.0.1:%d/' % listener.getsockname()[1],
-                       '--duration', str(3 + ticks * 0.5 + 2.5), '--buffer-frames', str(period)],
+                       '--duration', str(lead + ticks * 0.5 + 2.5), '--buffer-frames', str(period)],
                       env=env, capture_output=True, text=True)
 thread.join()
 jack.terminate()
