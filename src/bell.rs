@@ -257,10 +257,21 @@ impl FmBellVoice {
                 // takes any phase. The frequency swings below zero when the index
                 // passes 1, so the phase is brought back into 0..1 from either side.
                 let per_sample = 1.0 / sr;
-                let mut phase = self.carrier_phase;
                 for ((c, &m), &d) in carrier.iter_mut().zip(&m[..n]).zip(&depth[..n]) {
-                    *c = phase;
-                    phase += (f + d * m) * per_sample;
+                    *c = (f + d * m) * per_sample;
+                }
+                // A running sum of the steps, [`LANES`] at a time: the sums within each
+                // group do not wait on the previous group's, only one addition a group
+                // carries the phase on.
+                let mut phase = self.carrier_phase;
+                for group in carrier.chunks_mut(LANES) {
+                    let mut within = 0.0;
+                    for c in group {
+                        let step = *c;
+                        *c = phase + within;
+                        within += step;
+                    }
+                    phase += within;
                 }
                 self.carrier_phase = phase - ((phase + ROUNDER) - ROUNDER);
                 if self.carrier_phase < 0.0 {
