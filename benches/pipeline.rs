@@ -1,10 +1,11 @@
-//! Criterion benches of the hot paths: parsing wikimon messages, scoring events, and
-//! rendering engine blocks with many voices.
+//! Criterion benches of the hot paths: parsing wikimon messages, scoring events,
+//! rendering engine blocks with many voices, and the master bus's reverb alone.
 
 use std::hint::black_box;
 
 use carillon::conductor::{offline_events, render_into, RenderOptions};
 use carillon::config::Config;
+use carillon::engine::reverb::Reverb;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
 use carillon::ingest::format::rules::Rules;
@@ -151,6 +152,31 @@ fn engine_block(c: &mut Criterion) {
     group.finish();
 }
 
+/// The reverb alone on 64-frame blocks of sound: in the engine it is one part of the
+/// bus among the voices, too small there to time apart from them.
+fn reverb_block(c: &mut Criterion) {
+    let sr = 48_000.0;
+    let mut reverb = Reverb::new(18.0, 2.5, 0.5, 0.3, sr);
+    // A second of a chord-like input, cycled through so that the lines stay full.
+    let input: Vec<f32> = (0..48_000)
+        .map(|i| {
+            let t = i as f32 / sr as f32;
+            0.1 * ((std::f32::consts::TAU * 440.0 * t).sin()
+                + (std::f32::consts::TAU * 659.3 * t).sin())
+        })
+        .collect();
+    let (mut left, mut right) = ([0.0f32; 64], [0.0f32; 64]);
+    let mut at = 0;
+    c.bench_function("reverb_block_64_frames", |b| {
+        b.iter(|| {
+            left.copy_from_slice(&input[at..at + 64]);
+            right.copy_from_slice(&input[at..at + 64]);
+            at = (at + 64) % (input.len() - 64);
+            reverb.process(black_box(&mut left), black_box(&mut right));
+        })
+    });
+}
+
 /// Render options for `seconds` of audio from `spec` at `speed`, into nothing.
 fn render_options(config: &Config, spec: &str, seconds: f64, speed: f64) -> RenderOptions {
     let names = Instruments::built_in().expect("instruments").names();
@@ -244,6 +270,7 @@ criterion_group!(
     parsing,
     scoring,
     engine_block,
+    reverb_block,
     offline_render,
     density
 );
