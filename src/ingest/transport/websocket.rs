@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::uri_mode;
 use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::stream::Mode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -86,10 +88,15 @@ async fn open(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-        Some("wss") => 443,
-        _ => 80,
-    });
+    // The scheme's port, by the protocol layer's own reading of the scheme (which
+    // refuses any but ws and wss before a connection is tried).
+    let port = match uri.port_u16() {
+        Some(port) => port,
+        None => match uri_mode(uri)? {
+            Mode::Plain => 80,
+            Mode::Tls => 443,
+        },
+    };
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     // Each message goes out as soon as it is written (pongs, the closing handshake).
     tcp.set_nodelay(true)?;
