@@ -13,19 +13,6 @@ use support::{
     onsets, peak_abs, spawn_carillon, wikimon_edit, JackServer, Step, TempDir, WsServer,
 };
 
-/// Whether the JACK server has a port whose name starts with `prefix`.
-fn has_port(jack: &JackServer, prefix: &str) -> bool {
-    let out = std::process::Command::new("jack_lsp")
-        .envs(jack.env())
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run jack_lsp (package jackd2): {e}"));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.starts_with(prefix))
-}
-
 /// Wake-ups of `pid`'s threads per second, over `span`.
 fn wakeups_per_second(pid: u32, span: Duration) -> f64 {
     let before = context_switches(pid);
@@ -77,7 +64,7 @@ fn a_silent_carillon_leaves_the_jack_graph_and_the_next_edit_brings_it_back_hear
     // The note, its reverb tail, then a second of silence: the client must be gone
     // well before the next edit comes 13.5 s in.
     let deadline = started + Duration::from_millis(11_500);
-    while has_port(&jack, &prefix) {
+    while !jack.ports(&prefix).is_empty() {
         assert!(
             Instant::now() < deadline,
             "carillon's JACK client was still there {:.1} s into a silence that began \

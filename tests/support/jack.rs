@@ -129,24 +129,30 @@ impl JackServer {
         ]
     }
 
-    /// The ports whose full names start with `prefix` (`jack_lsp`), waiting up to
-    /// `timeout` for at least one to appear; panics naming what it found if none does.
-    pub fn wait_for_ports(&self, prefix: &str, timeout: Duration) -> Vec<String> {
+    /// Every port of the server now, one full name a line (`jack_lsp`).
+    pub fn listing(&self) -> String {
         require_tool("jack_lsp", "jackd2");
+        let out = Command::new("jack_lsp")
+            .envs(self.env())
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run jack_lsp: {e}"));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The ports whose full names start with `prefix`, now.
+    pub fn ports(&self, prefix: &str) -> Vec<String> {
+        ports_in(&self.listing(), prefix)
+    }
+
+    /// The ports whose full names start with `prefix`, waiting up to `timeout` for at
+    /// least one to appear; panics naming what it found if none does.
+    pub fn wait_for_ports(&self, prefix: &str, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let out = Command::new("jack_lsp")
-                .envs(self.env())
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run jack_lsp: {e}"));
-            let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-            let ports: Vec<String> = listing
-                .lines()
-                .filter(|l| l.starts_with(prefix))
-                .map(str::to_owned)
-                .collect();
+            let listing = self.listing();
+            let ports = ports_in(&listing, prefix);
             if !ports.is_empty() {
                 return ports;
             }
@@ -262,4 +268,13 @@ impl JackServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The lines of a `jack_lsp` listing that start with `prefix`.
+fn ports_in(listing: &str, prefix: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
 }
