@@ -228,15 +228,20 @@ impl Supervisor {
                 tracing::warn!(
                     "the audio output cannot be opened again after a silence ({e}); retrying"
                 );
-                self.state = DeviceState::Lost;
-                self.past.losses += 1;
-                self.down_since = asked;
-                self.next_reminder = asked + REMINDER;
-                self.next_try = asked + self.backoff.delay();
+                self.went_down(asked);
                 self.last_error = e.to_string();
                 false
             }
         }
+    }
+
+    /// The output is lost as of `now`: counted, and its first retry and reminder due.
+    fn went_down(&mut self, now: Instant) {
+        self.past.losses += 1;
+        self.state = DeviceState::Lost;
+        self.down_since = now;
+        self.next_reminder = now + REMINDER;
+        self.next_try = now + self.backoff.delay();
     }
 
     /// Add a closing stream's counters to those of the streams before it.
@@ -285,11 +290,7 @@ impl Supervisor {
             return;
         };
         self.retire_counters(&stream);
-        self.past.losses += 1;
-        self.state = DeviceState::Lost;
-        self.down_since = now;
-        self.next_reminder = now + REMINDER;
-        self.next_try = now + self.backoff.delay();
+        self.went_down(now);
         self.announced = match self.loss_lines.count(1, now) {
             Some(n) => {
                 let more = if n > 1 {
