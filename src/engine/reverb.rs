@@ -70,11 +70,10 @@ impl Delay {
     fn read_span(&self, rows: &mut [[f32; 8]], line: usize) {
         let (a, b) = self.runs(rows.len());
         let (ra, rb) = rows.split_at_mut(a.len());
-        for (row, &y) in ra.iter_mut().zip(&self.buffer[a]) {
-            row[line] = y;
-        }
-        for (row, &y) in rb.iter_mut().zip(&self.buffer[b]) {
-            row[line] = y;
+        for (buffer, rows) in [(a, ra), (b, rb)] {
+            for (row, &y) in rows.iter_mut().zip(&self.buffer[buffer]) {
+                row[line] = y;
+            }
         }
     }
 
@@ -84,11 +83,10 @@ impl Delay {
     fn write_span(&mut self, rows: &[[f32; 8]], line: usize) {
         let (a, b) = self.runs(rows.len());
         let (ra, rb) = rows.split_at(a.len());
-        for (slot, row) in self.buffer[a].iter_mut().zip(ra) {
-            *slot = row[line];
-        }
-        for (slot, row) in self.buffer[b].iter_mut().zip(rb) {
-            *slot = row[line];
+        for (buffer, rows) in [(a, ra), (b, rb)] {
+            for (slot, row) in self.buffer[buffer].iter_mut().zip(rows) {
+                *slot = row[line];
+            }
         }
         self.advance(rows.len());
     }
