@@ -26,6 +26,7 @@ use fundsp::prelude::AudioNode;
 use crate::block_node::mono_block_node;
 
 use crate::instrument::FmBell;
+use crate::simd::{dispatch_by_width, Width};
 
 /// -60 dB as a natural-log amplitude ratio.
 const T60_LN: f64 = 6.907_755_278_982_137;
@@ -73,16 +74,17 @@ const SPAN: usize = 64;
 /// Samples computed side by side by a phasor or a decay: each sample depends on the
 /// one this many before it, not on the previous one, so that consecutive samples'
 /// multiplies overlap instead of each waiting for the last.
-const LANES: usize = 4;
+const LANES: usize = 8;
 
 /// `out[i] = *value · keep^i`, then `*value` moved on past `out`: the per-sample
 /// `value *= keep` of an exponential decay, as [`LANES`] chains.
 #[inline(always)]
 fn fill_decay(value: &mut f64, keep: f64, out: &mut [f64]) {
-    let keep2 = keep * keep;
-    let keep_lanes = keep2 * keep2;
-    let v0 = *value;
-    let mut v = [v0, v0 * keep, v0 * keep2, v0 * keep2 * keep];
+    let mut v = [*value; LANES];
+    for j in 1..LANES {
+        v[j] = v[j - 1] * keep;
+    }
+    let keep_lanes = keep.powi(LANES as i32);
     let mut chunks = out.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         chunk.copy_from_slice(&v);
@@ -193,6 +195,7 @@ pub struct FmBellVoice {
     damp_until: u64,
     /// The damper's fade: `0.5 + 0.5 · this` turns from 1 to 0 over its half turn.
     damper: Phasor,
+    width: Width,
 }
 
 impl FmBellVoice {
@@ -219,12 +222,23 @@ impl FmBellVoice {
             damp_from: u64::MAX,
             damp_until: u64::MAX,
             damper: Phasor::new(0.0, 0.0, 44_100.0),
+            width: Width::detect(),
         };
         voice.reset();
         voice
     }
 
-    fn render(&mut self, out: &mut [f32]) {
+    /// Run its loops at `width` if the CPU has it (the baseline otherwise): for
+    /// tests and benchmarks that compare the two builds.
+    pub fn set_width(&mut self, width: Width) {
+        self.width = width.supported();
+    }
+
+    dispatch_by_width!(
+    fn render(&mut self, out: &mut [f32]) => render_body, render_wide);
+
+    #[inline(always)]
+    fn render_body(&mut self, out: &mut [f32]) {
         for span in out.chunks_mut(SPAN) {
             self.render_span(span);
         }
@@ -234,6 +248,7 @@ impl FmBellVoice {
     /// of its own, by a loop without branches, and the state's changes within the
     /// span (the end of the attack, the damper's fall) split the span instead of being
     /// tested at every sample.
+    #[inline(always)]
     fn render_span(&mut self, out: &mut [f32]) {
         let n = out.len();
         if self.t >= self.damp_until {
@@ -400,7 +415,20 @@ mod tests {
 
     /// `frames` (a multiple of 64) of one bell, rendered in blocks as the engine does.
     fn render(bell: &FmBell, frequency: f32, seed: u64, frames: usize) -> Vec<f32> {
-        let mut unit = An(FmBellVoice::new(bell, frequency));
+        render_at(Width::detect(), bell, frequency, seed, frames)
+    }
+
+    /// [`render`], its loops at `width`.
+    fn render_at(
+        width: Width,
+        bell: &FmBell,
+        frequency: f32,
+        seed: u64,
+        frames: usize,
+    ) -> Vec<f32> {
+        let mut voice = FmBellVoice::new(bell, frequency);
+        voice.set_width(width);
+        let mut unit = An(voice);
         unit.set_sample_rate(SR);
         unit.ping(false, AttoHash::new(seed));
         crate::block_node::render_blocks(&mut unit, frames)
@@ -440,6 +468,31 @@ mod tests {
                 (rise * damp * (c * amp + p)) as f32
             })
             .collect()
+    }
+
+    #[test]
+    fn the_avx2_build_rings_as_the_baseline_to_the_bit() {
+        let wide = crate::simd::tests::wide_for_test();
+        let bell = celesta();
+        // A whole ring (the modulation, the overtone, the damper) low and high.
+        for frequency in [130.8, 932.3] {
+            let frames = (bell.seconds(frequency) as f64 * SR) as usize / 64 * 64 + 64;
+            let a = render_at(wide, &bell, frequency, 3, frames);
+            let b = render_at(Width::Baseline, &bell, frequency, 3, frames);
+            assert!(
+                a.iter().any(|x| x.abs() > 0.1),
+                "{frequency} Hz should sound"
+            );
+            let differ = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            assert_eq!(
+                differ, 0,
+                "{frequency} Hz: {differ} samples differ between the two builds"
+            );
+        }
     }
 
     #[test]

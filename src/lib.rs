@@ -24,5 +24,6 @@ pub mod pitch;
 pub mod rng;
 pub mod sampler;
 pub mod score;
+pub mod simd;
 pub mod stats;
 pub mod strings;

@@ -12,6 +12,8 @@
 //! It replaced fundsp's `limiter_stereo`, which keeps a sliding maximum and a follower
 //! per sample and cost as much as the reverb. Allocates only in [`Limiter::new`].
 
+use crate::simd::{dispatch_by_width, Width};
+
 /// Frames per sub-block: the limiter's gain resolution.
 const SUB: usize = 16;
 
@@ -34,6 +36,7 @@ pub struct Limiter {
     /// Frames of silent input in a row: once they fill the look-ahead and the gain is
     /// back at 1, silence comes out of silence and there is nothing to compute.
     quiet: usize,
+    width: Width,
 }
 
 /// The look-ahead, in frames, of a limiter with this attack: the attack rounded up to
@@ -61,7 +64,14 @@ impl Limiter {
             gain: 1.0,
             release_keep: (-1.0 / release_sub_blocks).exp() as f32,
             quiet: usize::MAX,
+            width: Width::detect(),
         }
+    }
+
+    /// Run the hot loops at `width` if the CPU has it (the baseline otherwise): for
+    /// tests and benchmarks that compare the two builds.
+    pub fn set_width(&mut self, width: Width) {
+        self.width = width.supported();
     }
 
     /// Forget everything heard: an empty look-ahead and unity gain, as when new.
@@ -80,13 +90,18 @@ impl Limiter {
         self.quiet > self.window * SUB && self.gain == 1.0
     }
 
+    dispatch_by_width!(
     /// Limit a stereo block in place (any length that is a multiple of 16 frames).
-    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) => process_body, process_wide);
+
+    #[inline(always)]
+    fn process_body(&mut self, left: &mut [f32], right: &mut [f32]) {
         for (l, r) in left.chunks_exact_mut(SUB).zip(right.chunks_exact_mut(SUB)) {
             self.sub_block(l, r);
         }
     }
 
+    #[inline(always)]
     fn sub_block(&mut self, l: &mut [f32], r: &mut [f32]) {
         let peak = l.iter().chain(r.iter()).fold(0.0f32, |m, x| m.max(x.abs()));
         self.quiet = if peak == 0.0 {
@@ -177,6 +192,26 @@ mod tests {
         }
         out.truncate(frames - frames % 64);
         out
+    }
+
+    #[test]
+    fn the_avx2_build_limits_as_the_baseline_to_the_bit() {
+        let signal = bursts(4, 96_000);
+        let mut wide = Limiter::new(5.0, 80.0, 0.9, SR);
+        let mut baseline = Limiter::new(5.0, 80.0, 0.9, SR);
+        wide.set_width(crate::simd::tests::wide_for_test());
+        baseline.set_width(Width::Baseline);
+        let (a, b) = (limit(&mut wide, &signal), limit(&mut baseline, &signal));
+        assert!(
+            a.iter().zip(&signal).any(|(y, x)| y != x),
+            "nothing was limited"
+        );
+        let differ = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count();
+        assert_eq!(differ, 0, "{differ} samples differ between the two builds");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! operations per frame — a fraction of a 32-line network's — which matters for a
 //! service that plays for days on small machines. All memory is allocated in `new`.
 
+use crate::simd::{dispatch_by_width, Width};
+
 /// Line lengths in milliseconds at the reference room size: mutually prime sample
 /// counts at 48 kHz, spread so that the echo density builds quickly without flutter.
 const LINES_MS: [f64; 8] = [29.7, 37.1, 41.1, 43.7, 53.9, 61.3, 67.9, 73.1];
@@ -33,14 +35,14 @@ impl Delay {
 
     /// Where the next `n` frames (at most the delay's length) lie in the buffer: the
     /// run from `pos` towards the end, then the run from the start after the wrap.
-    #[inline]
+    #[inline(always)]
     fn runs(&self, n: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         debug_assert!(n <= self.buffer.len());
         let first = n.min(self.buffer.len() - self.pos);
         (self.pos..self.pos + first, 0..n - first)
     }
 
-    #[inline]
+    #[inline(always)]
     fn advance(&mut self, n: usize) {
         self.pos += n;
         if self.pos >= self.buffer.len() {
@@ -49,7 +51,7 @@ impl Delay {
     }
 
     /// Schroeder allpass through this delay, in place, over at most its length.
-    #[inline]
+    #[inline(always)]
     fn allpass_span(&mut self, x: &mut [f32], g: f32) {
         let (a, b) = self.runs(x.len());
         let (xa, xb) = x.split_at_mut(a.len());
@@ -66,7 +68,7 @@ impl Delay {
 
     /// The next `rows.len()` samples (what was written a length ago) into column
     /// `line` of `rows`.
-    #[inline]
+    #[inline(always)]
     fn read_span(&self, rows: &mut [[f32; 8]], line: usize) {
         let (a, b) = self.runs(rows.len());
         let (ra, rb) = rows.split_at_mut(a.len());
@@ -79,7 +81,7 @@ impl Delay {
 
     /// Column `line` of `rows` written where [`Delay::read_span`] read, and the delay
     /// moved past it.
-    #[inline]
+    #[inline(always)]
     fn write_span(&mut self, rows: &[[f32; 8]], line: usize) {
         let (a, b) = self.runs(rows.len());
         let (ra, rb) = rows.split_at(a.len());
@@ -101,6 +103,7 @@ pub struct Reverb {
     wet: f32,
     /// Frames processed in one pass: [`SPAN`], or the shortest delay if shorter.
     span: usize,
+    width: Width,
 }
 
 fn frames(ms: f64, sample_rate: f64) -> usize {
@@ -134,6 +137,7 @@ impl Reverb {
             diffusers,
             wet,
             span: shortest.min(SPAN),
+            width: Width::detect(),
         }
     }
 
@@ -144,6 +148,12 @@ impl Reverb {
         let longest = self.lines.iter().map(|l| l.buffer.len()).max().unwrap_or(0);
         let diffusers: usize = self.diffusers[0].iter().map(|d| d.buffer.len()).sum();
         longest + diffusers
+    }
+
+    /// Run the hot loops at `width` if the CPU has it (the baseline otherwise): for
+    /// tests and benchmarks that compare the two builds.
+    pub fn set_width(&mut self, width: Width) {
+        self.width = width.supported();
     }
 
     /// Silence every line and filter: the state of a reverb that has heard nothing.
@@ -158,6 +168,7 @@ impl Reverb {
         self.lowpass = [0.0; 8];
     }
 
+    dispatch_by_width!(
     /// Add the reverb of `left`/`right` to them, in place.
     ///
     /// Frame by frame, each of the twelve delays would be read, written and wrapped
@@ -166,7 +177,10 @@ impl Reverb {
     /// span, and written after it, in at most two straight runs (either side of its
     /// wrap), with no bounds check or wrap test per sample. What is left per frame,
     /// the filters and the mix, runs across the eight lines at once.
-    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) {
+    pub fn process(&mut self, left: &mut [f32], right: &mut [f32]) => process_body, process_wide);
+
+    #[inline(always)]
+    fn process_body(&mut self, left: &mut [f32], right: &mut [f32]) {
         let n = left.len().min(right.len());
         let mut from = 0;
         while from < n {
@@ -177,6 +191,7 @@ impl Reverb {
     }
 
     /// [`Reverb::process`] on at most `self.span` frames.
+    #[inline(always)]
     fn process_span(&mut self, left: &mut [f32], right: &mut [f32]) {
         let n = left.len();
         let mut inl = [0.0f32; SPAN];
@@ -310,6 +325,28 @@ mod tests {
             *l += reverb.wet * out_l;
             *r += reverb.wet * out_r;
         }
+    }
+
+    #[test]
+    fn the_avx2_build_sounds_as_the_baseline_to_the_bit() {
+        let mut wide = Reverb::new(18.0, 3.0, 0.5, 0.8, 48_000.0);
+        let mut baseline = Reverb::new(18.0, 3.0, 0.5, 0.8, 48_000.0);
+        wide.set_width(crate::simd::tests::wide_for_test());
+        baseline.set_width(Width::Baseline);
+        let mut rng = crate::rng::Rng::new(9);
+        let signal: Vec<f32> = (0..48_000).map(|_| rng.next_f64() as f32 - 0.5).collect();
+        let (mut wl, mut wr) = (signal.clone(), signal.clone());
+        let (mut bl, mut br) = (signal.clone(), signal);
+        for ((wl, wr), (bl, br)) in wl
+            .chunks_mut(64)
+            .zip(wr.chunks_mut(64))
+            .zip(bl.chunks_mut(64).zip(br.chunks_mut(64)))
+        {
+            wide.process(wl, wr);
+            baseline.process(bl, br);
+        }
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        assert!(same(&wl, &bl) && same(&wr, &br), "the two builds differ");
     }
 
     #[test]
