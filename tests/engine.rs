@@ -10,6 +10,7 @@ use carillon::event::EventKind;
 use carillon::instrument::{Instruments, Voice};
 use carillon::output::device::fill;
 use carillon::score::{InstrumentId, Note};
+use carillon::simd::Width;
 use fundsp::prelude::{An, AudioNode, Frame, U0, U1};
 
 const SR: f64 = 48_000.0;
@@ -516,4 +517,82 @@ fn after_a_note_and_its_reverb_tail_the_engine_sleeps_and_cuts_nothing_audible()
         woke.iter().any(|&x| x.abs() > 0.01),
         "the next note is heard"
     );
+}
+
+/// The same second of a crowd of notes (all three instruments, loud enough for the
+/// limiter to work) from an engine at `volume`, whose volume is then set to `then`;
+/// the mix, reverb and limiter at `width`.
+fn crowd(volume: f32, then: f32, width: Width) -> Vec<f32> {
+    let mut config = Config::defaults();
+    config.engine.volume = volume;
+    let (mut control, mut audio) = engine(
+        &config.engine,
+        Instruments::built_in().expect("instruments"),
+        SR,
+    );
+    audio.set_width(width);
+    control.set_volume(then);
+    let mut out = vec![0.0f32; 256 * 2];
+    let mut all = Vec::new();
+    for block in 0..188u64 {
+        if block % 4 == 0 {
+            for k in 0..3u8 {
+                let _ = control.play(
+                    &note(k, 110.0 + (block * 37 % 700) as f32),
+                    audio.clock() + 64,
+                );
+            }
+        }
+        audio.render(&mut out, 2);
+        control.collect();
+        all.extend_from_slice(&out);
+    }
+    all
+}
+
+#[test]
+fn the_bus_sounds_the_same_to_the_bit_in_its_avx2_and_baseline_builds() {
+    let wide = Width::detect();
+    assert_eq!(
+        wide,
+        Width::Avx2,
+        "this test compares the AVX2 build of the mix, reverb and limiter with the baseline one, and needs a CPU with AVX2 and FMA"
+    );
+    // A volume gliding from 0.8 to 0.3 included.
+    let a = crowd(0.8, 0.3, wide);
+    let b = crowd(0.8, 0.3, Width::Baseline);
+    assert!(a.iter().any(|x| x.abs() > 0.1), "the crowd should be loud");
+    let differ = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} samples differ between the two builds");
+}
+
+#[test]
+fn a_volume_change_glides_then_lands_exactly_on_its_target() {
+    let glided = crowd(0.8, 0.3, Width::detect());
+    let steady = crowd(0.3, 0.3, Width::detect());
+    // 20 ms in, the glide is still on its way down from 0.8…
+    let early = 960 * 2;
+    let ratio = glided[..early]
+        .iter()
+        .zip(&steady[..early])
+        .filter(|(_, s)| s.abs() > 1e-3)
+        .map(|(g, s)| g / s)
+        .fold(0.0f32, f32::max);
+    assert!(
+        ratio > 1.2,
+        "no glide: at most {ratio}× the steady volume's level"
+    );
+    // …and half a second in it has arrived: the same samples as a volume that never
+    // moved, to the bit (a glide left a rounding step short of 0.3 would differ).
+    let late = 24_000 * 2;
+    let differ = glided[late..]
+        .iter()
+        .zip(&steady[late..])
+        .filter(|(g, s)| g.to_bits() != s.to_bits())
+        .count();
+    assert_eq!(differ, 0, "{differ} samples still off the steady volume's");
 }

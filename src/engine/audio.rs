@@ -21,6 +21,7 @@ use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
 use super::{EngineShared, Scheduled, ASAP, BLOCK, SOUNDING};
+use crate::simd::{dispatch_by_width, Width};
 
 /// A voice on the audio thread.
 struct Active {
@@ -104,6 +105,7 @@ pub struct AudioHalf {
     /// This half's place in `EngineShared::generation`.
     generation: u64,
     flush_denormals: bool,
+    width: Width,
 }
 
 impl AudioHalf {
@@ -155,7 +157,16 @@ impl AudioHalf {
             shared,
             generation,
             flush_denormals: true,
+            width: Width::detect(),
         }
+    }
+
+    /// Run the mix, the reverb and the limiter at `width` if the CPU has it (the
+    /// baseline otherwise): for tests and benchmarks that compare the two builds.
+    pub fn set_width(&mut self, width: Width) {
+        self.width = width.supported();
+        self.reverb.set_width(width);
+        self.limiter.set_width(width);
     }
 
     /// Whether `render` flushes subnormal floats to zero (it does unless told not to,
@@ -214,15 +225,23 @@ impl AudioHalf {
             } else {
                 let left = &self.mix_l[self.read..self.read + n];
                 let right = &self.mix_r[self.read..self.read + n];
-                for (i, frame) in out.chunks_exact_mut(channels).enumerate() {
-                    match frame {
-                        [mono] => *mono = 0.5 * (left[i] + right[i]),
-                        [l, r, rest @ ..] => {
-                            *l = left[i];
-                            *r = right[i];
-                            rest.fill(0.0);
+                if channels == 2 {
+                    // The usual case, as a loop the compiler can vectorize.
+                    for ((frame, &l), &r) in out.chunks_exact_mut(2).zip(left).zip(right) {
+                        frame[0] = l;
+                        frame[1] = r;
+                    }
+                } else {
+                    for (i, frame) in out.chunks_exact_mut(channels).enumerate() {
+                        match frame {
+                            [mono] => *mono = 0.5 * (left[i] + right[i]),
+                            [l, r, rest @ ..] => {
+                                *l = left[i];
+                                *r = right[i];
+                                rest.fill(0.0);
+                            }
+                            [] => {}
                         }
-                        [] => {}
                     }
                 }
             }
@@ -233,8 +252,12 @@ impl AudioHalf {
         self.shared.frames.store(self.clock, Release);
     }
 
+    dispatch_by_width!(
     /// Render the next block into `mix_l`/`mix_r`, through the master bus.
-    fn render_block(&mut self) {
+    fn render_block(&mut self) => render_block_body, render_block_wide);
+
+    #[inline(always)]
+    fn render_block_body(&mut self) {
         let n = BLOCK;
         let t0 = self.rendered;
         let t1 = t0 + n as u64;
@@ -346,18 +369,34 @@ impl AudioHalf {
         let (c, ceiling) = (self.volume_coeff, self.ceiling);
         let start_volume = self.volume;
         let mut clamped = 0u32;
-        for channel in [&mut self.mix_l, &mut self.mix_r] {
-            let mut volume = start_volume;
-            for x in channel.iter_mut() {
-                volume = target + (volume - target) * c;
-                // The limiter alone keeps peaks under the ceiling; the clamp is a last
-                // guard, and every sample it changes is counted so that tests can tell.
-                let y = *x * volume;
-                let z = y.clamp(-ceiling, ceiling);
-                clamped += u32::from(z != y);
-                *x = z;
+        // The limiter alone keeps peaks under the ceiling; the clamp is a last guard,
+        // and every sample it changes is counted so that tests can tell.
+        let mut guard = |y: f32| {
+            let z = y.clamp(-ceiling, ceiling);
+            clamped += u32::from(z != y);
+            z
+        };
+        if start_volume == target {
+            // Nearly always: a volume at rest is a plain multiply, which vectorizes,
+            // where the glide below is a chain of dependent samples.
+            for x in self.mix_l.iter_mut().chain(self.mix_r.iter_mut()) {
+                *x = guard(*x * target);
             }
-            self.volume = volume;
+        } else {
+            for channel in [&mut self.mix_l, &mut self.mix_r] {
+                let mut volume = start_volume;
+                for x in channel.iter_mut() {
+                    volume = target + (volume - target) * c;
+                    *x = guard(*x * volume);
+                }
+                self.volume = volume;
+            }
+            // In f32 the glide freezes short of its target (at 0.3, 1.4e-5 short, where
+            // each step rounds back to where it was): a block that left it where it was
+            // has gone as far as it will, and it lands, by an inaudible step.
+            if self.volume == start_volume {
+                self.volume = target;
+            }
         }
         if clamped > 0 {
             self.shared.clamped.fetch_add(u64::from(clamped), Relaxed);
@@ -451,7 +490,7 @@ impl AudioHalf {
 /// infinity, and those bits order as the magnitudes do; the largest of them tells for
 /// the whole slice, and an integer maximum vectorizes (a float sum, bound to its order,
 /// would not, and cost a fifth of the engine's time at 256 voices).
-#[inline]
+#[inline(always)]
 fn peak_if_finite(samples: &[f32]) -> Option<f32> {
     let bits = samples
         .iter()
@@ -462,7 +501,7 @@ fn peak_if_finite(samples: &[f32]) -> Option<f32> {
 }
 
 /// Whether every sample is finite.
-#[inline]
+#[inline(always)]
 fn all_finite(samples: &[f32]) -> bool {
     peak_if_finite(samples).is_some()
 }
