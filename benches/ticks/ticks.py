@@ -17,6 +17,15 @@ as a step in the whole-run figures but not in the neighbours').
 The first tick is sent --lead seconds after carillon connects (the stream clock narrows
 its filter over its first 25 s: a lead of 30 measures it settled).
 
+A send's instant is the kernel's own transmit stamp (SO_TIMESTAMPING, read back from
+the socket's error queue): on loopback the receive stamp carillon schedules from is
+taken a few microseconds later in the same send() call. A clock read in Python around
+sendall() is not a reference: on a busy machine the thread is preempted inside that
+bracket (its median and largest width are printed), mostly after the kernel has sent,
+which put the read before the send tens of microseconds, a sample or more, off. The
+whole-run and neighbour lines also say what they would be against the read before
+sendall(), as this script measured until it used the kernel's stamps.
+
 Needs jackd (run as root for -R), libasound2-plugins (ALSA's jack plugin), python3.
 """
 import base64, hashlib, json, os, shutil, socket, statistics, struct, subprocess, sys, threading, time, wave
@@ -57,7 +66,34 @@ edit = json.dumps({"action": "edit", "change_size": 40, "page_title": "Tick", "n
 listener = socket.socket()
 listener.bind(('127.0.0.1', 0))
 listener.listen(1)
-sent = []
+sent = []  # per tick: monotonic ns before and after sendall(), kernel transmit stamp (ns)
+
+SO_TIMESTAMPING, SCM_TSTAMP_SND = 37, 0
+# Stamp in software when a segment leaves for the device, stamps only (no payload
+# echoed back), each keyed by the byte it ends on.
+TX_STAMPS = (1 << 1) | (1 << 4) | (1 << 7) | (1 << 11)
+
+
+def transmit_stamp(conn):
+    """The kernel's transmit stamp (CLOCK_REALTIME ns) of what was just sent, if any."""
+    stamp, deadline = None, time.monotonic() + 0.05
+    while stamp is None and time.monotonic() < deadline:
+        try:
+            _, ancillary, _, _ = conn.recvmsg(1, 1024, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            time.sleep(0.0005)
+            continue
+        found, info = None, None
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPING:
+                sec, nsec = struct.unpack('qq', data[:16])
+                found = sec * 1_000_000_000 + nsec
+            elif len(data) >= 16:  # sock_extended_err: ee_info says which stamp this is
+                info = struct.unpack('IBBBBII', data[:16])[5]
+        if info == SCM_TSTAMP_SND:
+            stamp = found
+    return stamp
+
 
 
 def serve():
@@ -70,6 +106,7 @@ def serve():
     conn.sendall(b'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n'
                  b'Sec-WebSocket-Accept: ' + accept + b'\r\n\r\n')
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_STAMPS)
     frame = (bytes([0x81, 126]) + struct.pack('>H', len(edit)) if len(edit) >= 126 else bytes([0x81, len(edit)])) + edit
     start = time.monotonic_ns() + int(lead * 1e9)
     for k in range(ticks):
@@ -78,8 +115,10 @@ def serve():
             time.sleep(0.001)
         while time.monotonic_ns() < due:  # the last 2 ms spun: sends on time to a few µs
             pass
-        sent.append(time.monotonic_ns())
+        before = time.monotonic_ns()
         conn.sendall(frame)
+        after = time.monotonic_ns()
+        sent.append((before, after, transmit_stamp(conn)))
     time.sleep(3)
     conn.close()
 
@@ -102,10 +141,15 @@ onsets = [loud[0]] + [b for a, b in zip(loud, loud[1:]) if b - a > 4800]
 if len(onsets) != len(sent):
     sys.exit(f'{len(onsets)} onsets for {len(sent)} edits sent; see {outdir}/stderr.txt')
 json.dump({'sent_ns': sent, 'onsets': onsets}, open(os.path.join(outdir, 'ticks.json'), 'w'))
-dev = [(o - onsets[0]) - (s - sent[0]) * 48e-6 for o, s in zip(onsets, sent)]
-median = statistics.median(dev)
-dev = [d - median for d in dev]
-near = [abs(d - statistics.median(dev[max(0, k - 3):k + 4])) for k, d in enumerate(dev)]
+
+
+def deviations(reference):
+    """How far each onset lands (samples) from where the sends say, around the median:
+    whole-run, and against its six neighbours."""
+    dev = [(o - onsets[0]) - (s - reference[0]) * 48e-6 for o, s in zip(onsets, reference)]
+    median = statistics.median(dev)
+    dev = [d - median for d in dev]
+    return dev, [abs(d - statistics.median(dev[max(0, k - 3):k + 4])) for k, d in enumerate(dev)]
 
 
 def line(name, values):
@@ -114,7 +158,21 @@ def line(name, values):
             f'p90 {a[int(0.9 * (len(a) - 1))]:.1f}, max {a[-1]:.1f} samples')
 
 
+widths = sorted((after - before) / 1e3 for before, after, _ in sent)
+print(f'sendall() bracket: median {widths[len(widths) // 2]:.0f} µs, max {widths[-1]:.0f} µs')
+kernel = [k for _, _, k in sent]
+if None in kernel:
+    print(f'no kernel transmit stamp for {kernel.count(None)} of {len(sent)} sends: '
+          'measured against the clock read before sendall()')
+    reference = [before for before, _, _ in sent]
+else:
+    reference = kernel
+dev, near = deviations(reference)
 print(line('whole run', dev))
 print(line('against neighbours', near))
+if reference is kernel:
+    dev, near = deviations([before for before, _, _ in sent])
+    print(line('(against the read before sendall(): whole run', dev) + ')')
+    print(line('(against the read before sendall(): neighbours', near) + ')')
 print('JACK xruns: %d' % open(os.path.join(outdir, 'jackd.log')).read().count('XRun'))
 print(next((l for l in play.stderr.splitlines() if l.startswith('summary')), play.stderr[-300:]))

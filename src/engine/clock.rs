@@ -6,60 +6,105 @@
 //! little late — hundreds of microseconds on a busy machine, tens of samples — and every
 //! note scheduled from it moves with it. A delay-locked loop (as JACK and PipeWire run
 //! against their sound cards; F. Adriaensen, "Using a DLL to filter time", 2005) keeps a
-//! running estimate of the time of the next callback and of the length of a frame, and
-//! corrects both by a small share of each callback's error: the origin it gives stays
-//! within a sample of the callbacks' average timing, follows a device whose crystal runs
-//! a few ppm off, and starts again from the raw timestamps after a stall (an xrun, a
-//! suspended stream) has shifted the stream against the clock.
+//! running estimate of the time of a frame and of the length of a frame, and corrects
+//! both by a small share of each error: the origin it gives follows a device whose
+//! crystal runs a few ppm off, and starts again from the timestamps after a stall (an
+//! xrun, a suspended stream) has shifted the stream against the clock.
+//!
+//! A callback can wake late but never early: its lateness is the machine's, and how
+//! late callbacks come on average moves with the load (two busy processes beside it
+//! move that average by tens of microseconds over seconds, a sample or two), while the
+//! earliest callbacks, on time but for the shortest wake-up the machine allows, stay
+//! within a few microseconds of the device's clock. So the loop is fed, every tenth of a
+//! second, the earliest callback of that window rather than each callback: the origin
+//! lies on that lower edge. For the same reason a stream that has moved is found again
+//! from the earliest of the callbacks that showed it moved, not from their mean, which the
+//! late ones among them would pull later.
 //!
 //! Everything here is arithmetic on a few `f64`s: it runs in the audio callback, so it
 //! does not allocate, lock, block or panic.
 
+/// How many seconds of callbacks make one window, whose earliest callback is one
+/// observation of the loop: enough callbacks (18 at 256 frames, 75 at 64) for one of
+/// them to be on time, short enough to find a moved stream within a fraction of a second.
+const WINDOW_S: f64 = 0.1;
 /// Bandwidth of the loop just after it locks (Hz): wide, so that it forgets the first
-/// callback's timestamp within a second or two.
-const BANDWIDTH_START_HZ: f64 = 2.0;
-/// Bandwidth once settled (Hz): narrow, so that a callback's lateness moves the origin
-/// by a small fraction of itself. At 0.02 Hz, 400 µs of jitter at 256-frame periods
-/// moves it by under a sample (see the tests).
+/// window within a second or two, and narrow enough against one observation per window
+/// (2π × 0.5 Hz × 0.1 s ≈ 0.3) for the loop to stay well damped.
+const BANDWIDTH_START_HZ: f64 = 0.5;
+/// Bandwidth once settled (Hz): narrow, so that a device a few ppm off is followed
+/// without the windows' own scatter moving the origin.
 const BANDWIDTH_SETTLED_HZ: f64 = 0.02;
 /// How fast the bandwidth narrows: it is `start / (1 + t / NARROWING_S)` after `t`
 /// seconds, settled after about 25 s.
-const NARROWING_S: f64 = 0.25;
-/// A callback error larger than this (ns) counts at most this much: one very late
-/// wake-up must not pull the loop by its full size.
-const ERROR_CLAMP_NS: f64 = 1_000_000.0;
-/// An error beyond this (ns), or half a period if longer, is not jitter but a sign that
-/// the stream may have moved against the clock (a server that skipped a period moves it
-/// by exactly one)…
+const NARROWING_S: f64 = 1.0;
+/// A callback error larger than this (ns), or half a period if longer, is not jitter
+/// but a sign that the stream may have moved against the clock (a server that skipped a
+/// period moves it by exactly one)…
 const RELOCK_MIN_NS: f64 = 500_000.0;
 /// …when it persists for this many callbacks in a row without shrinking: the loop then
 /// starts afresh. (A callback that was merely late is followed by others in quick
 /// succession, each with a smaller error, as the device's buffer is refilled: the
-/// stream has not moved, and the loop holds.)
+/// stream has not moved, and the loop holds.) The same count of windows in a row whose
+/// earliest callback is off by more than [`STEP_NS`] shows a smaller move.
 const RELOCK_AFTER: u32 = 3;
+/// A window whose earliest callback is this far (ns, five samples at 48 kHz) from the
+/// loop's time is not the loop's scatter, a few microseconds, but a stream that moved
+/// by less than a relock's worth: a JACK server that restarts its cycle after waking
+/// late moves it by that lateness.
+const STEP_NS: f64 = 100_000.0;
 /// However jumbled the timestamps (a server that keeps missing its cycles), the rate is
 /// never taken further than this from nominal: real clocks are within 100 ppm, and a
 /// rate gone astray would move every origin the loop gives between relocks.
 const MAX_RATE_ERROR: f64 = 1e-3;
+
+/// Errors of the same sign in a row, too large to be jitter: how many, and the earliest
+/// of them (the least, signed), which is where the stream has moved to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Outliers {
+    count: u32,
+    earliest_ns: f64,
+}
+
+impl Outliers {
+    /// Count `error`, and say whether it makes `RELOCK_AFTER` in a row.
+    fn count(&mut self, error: f64) -> bool {
+        if self.count > 0 && (error > 0.0) == (self.earliest_ns > 0.0) {
+            self.count += 1;
+            self.earliest_ns = self.earliest_ns.min(error);
+        } else {
+            self.count = 1;
+            self.earliest_ns = error;
+        }
+        self.count >= RELOCK_AFTER
+    }
+}
 
 /// A delay-locked loop from callback timestamps to the stream clock's origin.
 #[derive(Debug, Clone)]
 pub struct StreamClock {
     /// The nominal length of a frame (ns): `1e9 / sample_rate`.
     period_ns: f64,
+    /// Frames in a window.
+    window_frames: u64,
     locked: bool,
-    /// The predicted time (ns) of the callback that will start at `next_frame`.
-    next_ns: f64,
+    /// The loop's time (ns) of stream frame `window_frame`, where the current window
+    /// began.
+    window_ns: f64,
+    window_frame: u64,
+    /// The earliest callback's error in the current window (ns), if any callback in it
+    /// was not an outlier.
+    window_least_ns: f64,
+    /// The frame the next callback must start at for the stream to be continuous.
     next_frame: u64,
     /// The filtered length of a frame (ns), the device's real rate.
     frame_ns: f64,
     /// The frame at which the loop last locked, to narrow its bandwidth from there.
     locked_at: u64,
-    /// Callbacks in a row whose error was too large to be jitter, the last one's error,
-    /// and their sum.
-    outliers: u32,
-    outlier_ns: f64,
-    outliers_ns: f64,
+    /// Callbacks in a row too far off to be jitter.
+    late: Outliers,
+    /// Windows in a row whose earliest callback was off by more than [`STEP_NS`].
+    moved: Outliers,
     origin_ns: f64,
 }
 
@@ -68,14 +113,16 @@ impl StreamClock {
         let period_ns = 1e9 / sample_rate;
         Self {
             period_ns,
+            window_frames: (WINDOW_S * sample_rate).max(1.0) as u64,
             locked: false,
-            next_ns: 0.0,
+            window_ns: 0.0,
+            window_frame: 0,
+            window_least_ns: f64::INFINITY,
             next_frame: 0,
             frame_ns: period_ns,
             locked_at: 0,
-            outliers: 0,
-            outlier_ns: 0.0,
-            outliers_ns: 0.0,
+            late: Outliers::default(),
+            moved: Outliers::default(),
             origin_ns: 0.0,
         }
     }
@@ -88,54 +135,84 @@ impl StreamClock {
         if frames == 0 || !now_ns.is_finite() {
             return self.origin_ns;
         }
-        let n = frames as f64;
         if !self.locked || frame != self.next_frame {
             return self.lock(now_ns, frame, frames);
         }
-        let error = now_ns - self.next_ns;
-        // This callback's filtered time is the loop's prediction for it.
-        let mut filtered = self.next_ns;
-        let period = n * self.frame_ns;
+        self.next_frame = frame + frames as u64;
+        let predicted = self.time_of(frame);
+        let error = now_ns - predicted;
+        let period = frames as f64 * self.frame_ns;
         if error.abs() > RELOCK_MIN_NS.max(0.5 * period) {
             // Catching up (the error shrinking by most of a period a callback) is a late
             // callback being made good, not a moved stream.
             let catching_up =
-                self.outliers > 0 && error.abs() < self.outlier_ns.abs() - 0.5 * period;
-            if catching_up || self.outliers == 0 {
-                self.outliers = 0;
-                self.outliers_ns = 0.0;
-            }
-            self.outliers += 1;
-            self.outliers_ns += error;
-            self.outlier_ns = error;
-            if self.outliers >= RELOCK_AFTER {
-                // The stream has moved: by the errors' mean, which is steadier than any
-                // one of them. The rate holds; the bandwidth widens again to settle.
-                filtered += self.outliers_ns / f64::from(self.outliers);
-                self.outliers = 0;
-                self.locked_at = frame;
+                self.late.count > 0 && error > 0.0 && error < self.late.earliest_ns - 0.5 * period;
+            if catching_up {
+                self.late = Outliers::default();
+            } else if self.late.count(error) {
+                // The stream has moved: to where its earliest callback since says.
+                return self.relock(frame, self.late.earliest_ns);
             }
             // Otherwise, a lone late wake-up: the callbacks after it come back on time,
             // so the prediction stands.
-            self.next_ns = filtered + period;
         } else {
-            self.outliers = 0;
-            let error = error.clamp(-ERROR_CLAMP_NS, ERROR_CLAMP_NS);
-            let settled_s = (frame - self.locked_at) as f64 * self.period_ns * 1e-9;
-            let bandwidth =
-                (BANDWIDTH_START_HZ / (1.0 + settled_s / NARROWING_S)).max(BANDWIDTH_SETTLED_HZ);
-            // A critically damped second-order loop: ω = 2π B T for a period T.
-            let omega = 2.0 * std::f64::consts::PI * bandwidth * period * 1e-9;
-            let b = std::f64::consts::SQRT_2 * omega;
-            let c = omega * omega;
-            self.next_ns = filtered + b * error + period;
-            self.frame_ns = (self.frame_ns + c * error / n).clamp(
-                self.period_ns * (1.0 - MAX_RATE_ERROR),
-                self.period_ns * (1.0 + MAX_RATE_ERROR),
-            );
+            self.late = Outliers::default();
+            self.window_least_ns = self.window_least_ns.min(error);
         }
-        self.next_frame = frame + frames as u64;
-        self.origin_ns = filtered - frame as f64 * self.period_ns;
+        if self.next_frame - self.window_frame >= self.window_frames {
+            self.close_window(frame);
+        }
+        self.origin_ns = self.time_of(frame) - frame as f64 * self.period_ns;
+        self.origin_ns
+    }
+
+    /// The loop's time (ns) of stream frame `frame`.
+    fn time_of(&self, frame: u64) -> f64 {
+        self.window_ns + (frame as f64 - self.window_frame as f64) * self.frame_ns
+    }
+
+    /// Correct the loop by the current window's earliest error, and start the next
+    /// window where this callback ends.
+    fn close_window(&mut self, frame: u64) {
+        let error = self.window_least_ns;
+        let frames = (self.next_frame - self.window_frame) as f64;
+        if error.is_finite() {
+            if error.abs() > STEP_NS {
+                if self.moved.count(error) {
+                    let earliest = self.moved.earliest_ns;
+                    self.relock(frame, earliest);
+                    return;
+                }
+            } else {
+                self.moved = Outliers::default();
+                let settled_s = (frame - self.locked_at) as f64 * self.period_ns * 1e-9;
+                let bandwidth = (BANDWIDTH_START_HZ / (1.0 + settled_s / NARROWING_S))
+                    .max(BANDWIDTH_SETTLED_HZ);
+                // A critically damped second-order loop: ω = 2π B T for a window of T.
+                let omega = 2.0 * std::f64::consts::PI * bandwidth * frames * self.frame_ns * 1e-9;
+                self.window_ns += std::f64::consts::SQRT_2 * omega * error;
+                self.frame_ns = (self.frame_ns + omega * omega * error / frames).clamp(
+                    self.period_ns * (1.0 - MAX_RATE_ERROR),
+                    self.period_ns * (1.0 + MAX_RATE_ERROR),
+                );
+            }
+        }
+        self.window_ns = self.time_of(self.next_frame);
+        self.window_frame = self.next_frame;
+        self.window_least_ns = f64::INFINITY;
+    }
+
+    /// The stream has moved by `shift_ns`: the loop moves its time, and keeps its rate
+    /// and its bandwidth (the device has not changed, and the move is measured by the
+    /// earliest callback, as the windows are: widening the loop again would only let
+    /// their scatter in). The callback at `frame` opens a new window.
+    fn relock(&mut self, frame: u64, shift_ns: f64) -> f64 {
+        self.window_ns = self.time_of(frame) + shift_ns;
+        self.window_frame = frame;
+        self.window_least_ns = 0.0;
+        self.late = Outliers::default();
+        self.moved = Outliers::default();
+        self.origin_ns = self.window_ns - frame as f64 * self.period_ns;
         self.origin_ns
     }
 
@@ -143,11 +220,13 @@ impl StreamClock {
     fn lock(&mut self, now_ns: f64, frame: u64, frames: usize) -> f64 {
         self.locked = true;
         self.frame_ns = self.period_ns;
-        self.next_ns = now_ns + frames as f64 * self.period_ns;
         self.next_frame = frame + frames as u64;
+        self.window_ns = now_ns;
+        self.window_frame = frame;
+        self.window_least_ns = 0.0;
         self.locked_at = frame;
-        self.outliers = 0;
-        self.outliers_ns = 0.0;
+        self.late = Outliers::default();
+        self.moved = Outliers::default();
         self.origin_ns = now_ns - frame as f64 * self.period_ns;
         self.origin_ns
     }
@@ -175,7 +254,11 @@ mod tests {
     /// A device at `rate_ppm` off nominal, calling back every `buffer` frames at the
     /// true time of its frame plus a lateness of up to `jitter_ns` (and, one callback in
     /// 500, one to three milliseconds more), with the stream moved `stall_periods`
-    /// periods later at `stall_at_s`. For each callback, an event arrives at a random
+    /// periods and `stall_ns` later at `stall_at_s`. Its first callback comes
+    /// `first_late_ns` late (a stream starting up). Under `load`, seven callbacks in ten
+    /// wake up to `load_ns` late, more than the jitter, and `load_ns` itself grows and
+    /// shrinks again every eight seconds: how late callbacks are on average moves with
+    /// the load, while the ones that wake on time do not. For each callback, an event arrives at a random
     /// instant of the period; `deviation` receives, after `from_s`, how far in samples
     /// the frame the control half would compute for it (`ControlHalf::frame_at`) is from
     /// the frame a perfect clock would give (the true frame, plus the mean lateness).
@@ -185,6 +268,9 @@ mod tests {
         rate_ppm: f64,
         stall_at_s: Option<f64>,
         stall_periods: u64,
+        stall_ns: f64,
+        first_late_ns: f64,
+        load_ns: f64,
         seconds: f64,
         raw: bool,
     }
@@ -197,6 +283,9 @@ mod tests {
                 rate_ppm: 0.0,
                 stall_at_s: None,
                 stall_periods: 0,
+                stall_ns: 0.0,
+                first_late_ns: 0.0,
+                load_ns: 0.0,
                 seconds: 45.0,
                 raw: false,
             }
@@ -216,10 +305,19 @@ mod tests {
                 .map(|s| (s * SR) as u64 / self.buffer as u64 * self.buffer as u64);
             while (frame as f64) < self.seconds * SR {
                 if Some(frame) == stall_frame {
-                    shift_ns += (self.stall_periods * self.buffer as u64) as f64 * true_frame_ns;
+                    shift_ns += (self.stall_periods * self.buffer as u64) as f64 * true_frame_ns
+                        + self.stall_ns;
                 }
                 let true_ns = start_ns + frame as f64 * true_frame_ns + shift_ns;
                 let mut late = rng.unit() * self.jitter_ns;
+                if frame == 0 {
+                    late += self.first_late_ns;
+                }
+                let t = frame as f64 / SR;
+                if rng.unit() < 0.7 {
+                    let phase = (t / 8.0 * std::f64::consts::TAU).sin();
+                    late += rng.unit() * self.load_ns * (1.0 + phase);
+                }
                 if rng.unit() < 0.002 {
                     late += 1e6 + 2e6 * rng.unit();
                 }
@@ -254,8 +352,10 @@ mod tests {
     }
 
     /// The loop settles within about ten seconds of its first callback (its bandwidth
-    /// narrows from 2 Hz); from then on it holds.
+    /// narrows from 0.5 Hz), learning the device's rate; from then on it holds.
     const SETTLED_S: f64 = 10.0;
+    /// On a device at its nominal rate, it is within a sample sooner.
+    const LOCKED_S: f64 = 2.0;
 
     #[test]
     fn starts_land_within_a_sample_while_callbacks_jitter_by_hundreds_of_microseconds() {
@@ -360,13 +460,66 @@ mod tests {
                 };
                 let origin = clock.update(now, frame, buffer);
                 if frame as f64 / SR >= SETTLED_S {
-                    let deviation = (origin - (1e6 + 50e3)) / PERIOD_NS;
+                    // The origin lies on the earliest callbacks, the ones on time.
+                    let deviation = (origin - 1e6) / PERIOD_NS;
                     worst = worst.max(deviation.abs());
                 }
             }
             assert!(
                 worst <= 1.0,
                 "{buffer} frames: a late callback moved the clock by {worst:.1} samples"
+            );
+        }
+    }
+
+    #[test]
+    fn starts_land_within_a_sample_two_seconds_after_a_first_callback_milliseconds_late() {
+        for buffer in [64, 128, 256] {
+            let run = Device {
+                first_late_ns: 8e6,
+                ..Device::at(buffer)
+            }
+            .run();
+            let early = spread(&run, LOCKED_S);
+            assert!(
+                early <= 1.0,
+                "{buffer} frames: starts wander by {early:.2} samples from {LOCKED_S} s"
+            );
+        }
+    }
+
+    #[test]
+    fn load_that_makes_callbacks_later_on_average_does_not_move_the_clock() {
+        for buffer in [64, 128, 256] {
+            let run = Device {
+                jitter_ns: 100_000.0,
+                load_ns: 200_000.0,
+                seconds: 30.0,
+                ..Device::at(buffer)
+            }
+            .run();
+            let loaded = spread(&run, LOCKED_S);
+            assert!(
+                loaded <= 1.0,
+                "{buffer} frames: starts wander by {loaded:.2} samples under a changing load"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_moved_by_a_few_samples_is_followed_within_a_second() {
+        // A JACK server that woke 150 µs late and took up its cycle from there.
+        for buffer in [64, 256] {
+            let run = Device {
+                stall_at_s: Some(20.0),
+                stall_ns: 150_000.0,
+                ..Device::at(buffer)
+            }
+            .run();
+            let after = spread(&run, 21.0);
+            assert!(
+                after <= 1.0,
+                "{buffer} frames: {after:.2} samples from a second after a move of 150 µs"
             );
         }
     }
