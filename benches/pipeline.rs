@@ -14,6 +14,7 @@ use carillon::ingest::plan::plan;
 use carillon::instrument::Instruments;
 use carillon::output::null::NullSink;
 use carillon::score::{InstrumentId, Note, Score};
+use carillon::simd::Width;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const CORPUS: &str = concat!(
@@ -153,10 +154,10 @@ fn engine_block(c: &mut Criterion) {
 }
 
 /// The reverb alone on 64-frame blocks of sound: in the engine it is one part of the
-/// bus among the voices, too small there to time apart from them.
+/// bus among the voices, too small there to time apart from them. In the build the CPU
+/// runs (AVX2 where it has it), and in the baseline build for comparison.
 fn reverb_block(c: &mut Criterion) {
     let sr = 48_000.0;
-    let mut reverb = Reverb::new(18.0, 2.5, 0.5, 0.3, sr);
     // A second of a chord-like input, cycled through so that the lines stay full.
     let input: Vec<f32> = (0..48_000)
         .map(|i| {
@@ -165,16 +166,23 @@ fn reverb_block(c: &mut Criterion) {
                 + (std::f32::consts::TAU * 659.3 * t).sin())
         })
         .collect();
-    let (mut left, mut right) = ([0.0f32; 64], [0.0f32; 64]);
-    let mut at = 0;
-    c.bench_function("reverb_block_64_frames", |b| {
-        b.iter(|| {
-            left.copy_from_slice(&input[at..at + 64]);
-            right.copy_from_slice(&input[at..at + 64]);
-            at = (at + 64) % (input.len() - 64);
-            reverb.process(black_box(&mut left), black_box(&mut right));
-        })
-    });
+    for (name, width) in [
+        ("reverb_block_64_frames", Width::detect()),
+        ("reverb_block_64_frames_baseline", Width::Baseline),
+    ] {
+        let mut reverb = Reverb::new(18.0, 2.5, 0.5, 0.3, sr);
+        reverb.set_width(width);
+        let (mut left, mut right) = ([0.0f32; 64], [0.0f32; 64]);
+        let mut at = 0;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                left.copy_from_slice(&input[at..at + 64]);
+                right.copy_from_slice(&input[at..at + 64]);
+                at = (at + 64) % (input.len() - 64);
+                reverb.process(black_box(&mut left), black_box(&mut right));
+            })
+        });
+    }
 }
 
 /// Render options for `seconds` of audio from `spec` at `speed`, into nothing.

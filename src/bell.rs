@@ -483,11 +483,7 @@ mod tests {
                 a.iter().any(|x| x.abs() > 0.1),
                 "{frequency} Hz should sound"
             );
-            let differ = a
-                .iter()
-                .zip(&b)
-                .filter(|(x, y)| x.to_bits() != y.to_bits())
-                .count();
+            let differ = crate::simd::tests::samples_differing(&a, &b);
             assert_eq!(
                 differ, 0,
                 "{frequency} Hz: {differ} samples differ between the two builds"

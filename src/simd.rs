@@ -58,6 +58,9 @@ macro_rules! dispatch_by_width {
                 // FMA on this CPU: parts set it from `detect` or `supported`.
                 return unsafe { self.$wide($($arg),*) };
             }
+            // Elsewhere there is one build, and the width goes unread.
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = self.width;
             self.$body($($arg),*)
         }
 
@@ -84,5 +87,14 @@ pub(crate) mod tests {
             "this test compares the AVX2 build of a DSP loop with the baseline one, and needs a CPU with AVX2 and FMA"
         );
         width
+    }
+
+    /// How many samples of two renders differ in any bit.
+    pub fn samples_differing(a: &[f32], b: &[f32]) -> usize {
+        assert_eq!(a.len(), b.len(), "renders of different lengths");
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| x.to_bits() != y.to_bits())
+            .count()
     }
 }

@@ -206,11 +206,7 @@ mod tests {
             a.iter().zip(&signal).any(|(y, x)| y != x),
             "nothing was limited"
         );
-        let differ = a
-            .iter()
-            .zip(&b)
-            .filter(|(x, y)| x.to_bits() != y.to_bits())
-            .count();
+        let differ = crate::simd::tests::samples_differing(&a, &b);
         assert_eq!(differ, 0, "{differ} samples differ between the two builds");
     }
 

@@ -345,8 +345,9 @@ mod tests {
             wide.process(wl, wr);
             baseline.process(bl, br);
         }
-        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same(&wl, &bl) && same(&wr, &br), "the two builds differ");
+        let differ = crate::simd::tests::samples_differing(&wl, &bl)
+            + crate::simd::tests::samples_differing(&wr, &br);
+        assert_eq!(differ, 0, "{differ} samples differ between the two builds");
     }
 
     #[test]
