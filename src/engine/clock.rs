@@ -207,13 +207,7 @@ impl StreamClock {
     /// earliest callback, as the windows are: widening the loop again would only let
     /// their scatter in). The callback at `frame` opens a new window.
     fn relock(&mut self, frame: u64, shift_ns: f64) -> f64 {
-        self.window_ns = self.time_of(frame) + shift_ns;
-        self.window_frame = frame;
-        self.window_least_ns = 0.0;
-        self.late = Outliers::default();
-        self.moved = Outliers::default();
-        self.origin_ns = self.window_ns - frame as f64 * self.period_ns;
-        self.origin_ns
+        self.restart_at(frame, self.time_of(frame) + shift_ns)
     }
 
     /// Start again from this callback's own timestamp.
@@ -221,13 +215,20 @@ impl StreamClock {
         self.locked = true;
         self.frame_ns = self.period_ns;
         self.next_frame = frame + frames as u64;
-        self.window_ns = now_ns;
+        self.locked_at = frame;
+        self.restart_at(frame, now_ns)
+    }
+
+    /// Open a window at the callback at `frame`, which the loop now puts at `time_ns`
+    /// (that callback counting as on time), with no outliers remembered; the origin
+    /// that follows.
+    fn restart_at(&mut self, frame: u64, time_ns: f64) -> f64 {
+        self.window_ns = time_ns;
         self.window_frame = frame;
         self.window_least_ns = 0.0;
-        self.locked_at = frame;
         self.late = Outliers::default();
         self.moved = Outliers::default();
-        self.origin_ns = now_ns - frame as f64 * self.period_ns;
+        self.origin_ns = time_ns - frame as f64 * self.period_ns;
         self.origin_ns
     }
 }

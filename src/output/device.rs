@@ -371,22 +371,19 @@ impl DeviceOutput {
 }
 
 impl DeviceOutput {
-    /// Stop the stream and free it on a thread of its own: a stream whose device has
-    /// vanished can take long to close (or never return), and the caller must not wait
-    /// for it. The audio half inside goes with it, freed there, off the audio thread.
     /// Stop and close the stream here, waiting until the device is free again.
     pub fn close(self) {
         let _ = self.stream.pause();
         drop(self);
     }
 
+    /// Stop the stream and free it on a thread of its own: a stream whose device has
+    /// vanished can take long to close (or never return), and the caller must not wait
+    /// for it. The audio half inside goes with it, freed there, off the audio thread.
     pub fn close_in_background(self) {
         let closing = std::thread::Builder::new()
             .name("carillon-close".into())
-            .spawn(move || {
-                let _ = self.stream.pause();
-                drop(self);
-            });
+            .spawn(move || self.close());
         if let Err(e) = closing {
             // The stream went down with the failed spawn's closure, closed here.
             tracing::warn!(

@@ -170,12 +170,10 @@ impl Supervisor {
         if let Some(reason) = self.why_ended(now) {
             self.lose(reason, now);
         }
-        let down = matches!(self.state, DeviceState::Lost | DeviceState::Waiting);
-        if down && now >= self.next_try {
+        if self.down() && now >= self.next_try {
             self.try_reopen(control, now);
         }
-        let down = matches!(self.state, DeviceState::Lost | DeviceState::Waiting);
-        if down && now >= self.next_reminder {
+        if self.down() && now >= self.next_reminder {
             self.next_reminder = now + REMINDER;
             tracing::warn!(
                 "still no audio device after {:.0} s ({}); retrying every {:.0} s",
@@ -184,6 +182,12 @@ impl Supervisor {
                 RETRY_MAX.as_secs_f64()
             );
         }
+    }
+
+    /// Whether the output is missing and being retried: lost, or not yet found. (A
+    /// device let go in a silence is not down: it opens again for the next note.)
+    fn down(&self) -> bool {
+        matches!(self.state, DeviceState::Lost | DeviceState::Waiting)
     }
 
     /// Let the device go, while nothing sounds: the stream is closed here (so that a
