@@ -109,14 +109,19 @@ pub fn spectrum_peak(samples: &[f32], sample_rate: u32, lo_hz: f64, hi_hz: f64) 
 /// window. The onset is then moved back over the windows (up to 20 ms) where
 /// the new share was already building. After an onset the detector waits for
 /// the share to fall below 5% (the attack is over) before it accepts another,
-/// and onsets are at least 40 ms apart.
+/// and onsets are at least 40 ms apart. The bins that held at least 1% of a
+/// window's power while the attack was heard are that note's for 120 ms more:
+/// power rising in them is not a new note, since a note's partials go on
+/// growing past its attack (a bell's fundamental out of its sidebands, a beat
+/// with a ringing neighbour a tone away reaching its peak).
 ///
 /// What it is robust to: decaying tails, including noise-like reverb up to
 /// about -10 dB under the note (fluctuations rarely beat the recent maximum by
 /// 6 dB); beating and vibrato of sustained tones; a sound cut short at a
 /// steady or falling level (its splatter is new, but the window gets quieter;
-/// an abrupt cut near a peak is a click, and may count). Limits: notes of one pitch
-/// repeated within ~120 ms, a new note under many louder ringing ones (with
+/// an abrupt cut near a peak is a click, and may count). Limits: a note within
+/// ~150 ms of one at its pitch or a tone from it (their main lobes overlap), a
+/// new note under many louder ringing ones (with
 /// 0.8 s decays, notes 200 ms apart are all found; with 2 s decays, 300 ms),
 /// and tails as loud as the note. Indices are within 5 ms of a sharp attack
 /// over silence, up to ~20 ms late over loud ringing, later for a slow swell.
@@ -130,6 +135,10 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     const BASELINE: std::ops::Range<usize> = 5..25;
     // How far (in 5 ms hops) an onset may be moved back to where it began.
     const MAX_BACKTRACK: usize = 4;
+    // A bin holding at least this share of a window's power while a note's
+    // attack is being heard is that note's for the next 120 ms (24 hops).
+    const CLAIM_SHARE: f64 = 0.01;
+    const CLAIM_WINDOWS: usize = 24;
     // Per-bin power below this is silence: keeps ratios finite.
     const FLOOR: f64 = 1e-12;
 
@@ -165,13 +174,13 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
     let min_gap = (sample_rate as usize / 25).max(1);
     let earlier = |i: usize| i.saturating_sub(BASELINE.end)..i.saturating_sub(BASELINE.start);
 
-    // The share of each window's energy that is new.
-    let shares: Vec<f64> = spectra
+    // Each window's new power per bin, and the share of its energy that is new.
+    let new_power: Vec<Vec<f64>> = spectra
         .iter()
         .enumerate()
         .map(|(i, spectrum)| {
             let earlier = &spectra[earlier(i)];
-            let new_energy: f64 = spectrum
+            spectrum
                 .iter()
                 .enumerate()
                 .map(|(k, &power)| {
@@ -182,18 +191,44 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
                         0.0
                     }
                 })
-                .sum();
-            new_energy / (energy[i] + FLOOR)
+                .collect()
         })
         .collect();
+    let shares: Vec<f64> = new_power
+        .iter()
+        .zip(&energy)
+        .map(|(new, &energy)| new.iter().sum::<f64>() / (energy + FLOOR))
+        .collect();
+
+    // The bins a found note's attack brought, and the window until which they
+    // are its own: a note's partials go on growing after its attack (a bell's
+    // fundamental out of its fading sidebands, a beat with a neighbouring note
+    // reaching its peak) past what the baseline saw of it.
+    let mut claimed_until = vec![0usize; window / 2 - 1];
+    let claim = |j: usize, claimed_until: &mut [usize]| {
+        for (k, &power) in new_power[j].iter().enumerate() {
+            if power >= CLAIM_SHARE * energy[j] {
+                claimed_until[k] = claimed_until[k].max(j + CLAIM_WINDOWS);
+            }
+        }
+    };
 
     let mut found: Vec<usize> = Vec::new();
     let mut armed = true;
     for (i, &share) in shares.iter().enumerate() {
         if !armed {
+            claim(i, &mut claimed_until);
             armed = share < REARM_SHARE;
             continue;
         }
+        // Only power in bins no recent note claimed is a new note's.
+        let unclaimed: f64 = new_power[i]
+            .iter()
+            .zip(&claimed_until)
+            .filter(|&(_, &until)| i >= until)
+            .map(|(&power, _)| power)
+            .sum();
+        let share = unclaimed / (energy[i] + FLOOR);
         // A note adds energy; a sound cut short splatters over many bins,
         // but the window as a whole gets quieter.
         let before = &energy[earlier(i)];
@@ -212,6 +247,9 @@ pub fn onsets(samples: &[f32], sample_rate: u32) -> Vec<usize> {
         if found.last().is_none_or(|&last| at >= last + min_gap) {
             found.push(at);
             armed = false;
+            for j in start..=i {
+                claim(j, &mut claimed_until);
+            }
         }
     }
     found
