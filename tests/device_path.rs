@@ -547,4 +547,18 @@ fn bench_latency_measures_the_asap_schedule_beside_the_fixed_one() {
         median_ms(asap),
         median_ms(fixed)
     );
+    // The event path's share is reported on its own: every note was in the queue
+    // after its arrival and before the callback that wrote it.
+    for row in [fixed, asap] {
+        let queued = row["arrival_to_queue"]["median_us"]
+            .as_f64()
+            .expect("arrival → queue");
+        let written = row["arrival_to_write"]["median_us"]
+            .as_f64()
+            .expect("arrival → write");
+        assert!(
+            queued > 0.0 && queued < written,
+            "arrival → queue {queued:.0} µs, → write {written:.0} µs: {row}"
+        );
+    }
 }

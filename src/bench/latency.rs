@@ -55,6 +55,9 @@ pub struct LatencyRow {
     pub scheduling_latency_ms: f64,
     /// The master bus's look-ahead (the limiter), included in the figures below.
     pub bus_lookahead_ms: f64,
+    /// Frame arrival → the note in the engine's queue: the network thread's wake-up,
+    /// the message's parsing, the hand-over to the conductor and the score.
+    pub arrival_to_queue: Timing,
     /// Frame arrival → the callback that writes the note's first audible sample.
     pub arrival_to_write: Timing,
     /// Frame arrival → the instant the device reports that sample will be heard.
@@ -170,11 +173,19 @@ fn run_one(
         crate::engine::limiter::lookahead_frames(f64::from(config.engine.limiter.attack_ms), sr)
             as u64;
 
-    let listener = runtime
+    // The feed stands for a server on another machine: it runs on its own thread, so
+    // that its sending is not charged to carillon's path, and carillon's network
+    // thread is woken by the packet as it would be by a real one.
+    let feed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the bench feed's runtime")?;
+    let listener = feed
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .context("cannot open the bench's websocket server on 127.0.0.1")?;
     let url = format!("ws://{}/", listener.local_addr()?);
-    let server = runtime.spawn(serve(listener, o.events, o.rate));
+    let server = feed.spawn(serve(listener, o.events, o.rate));
     let (tx, rx) = crossbeam_channel::bounded(4096);
     let stats = Arc::new(Stats::default());
     let client = runtime.spawn(ingest::run(
@@ -199,6 +210,7 @@ fn run_one(
         );
     }
     let mut scheduled: Vec<(Instant, Start)> = Vec::with_capacity(o.events);
+    let mut to_queue = Vec::with_capacity(o.events);
     let mut records: Vec<CallbackRecord> = Vec::with_capacity(1 << 16);
     let deadline = Instant::now() + Duration::from_secs_f64(o.events as f64 / o.rate + 10.0);
     while scheduled.len() < o.events && Instant::now() < deadline {
@@ -213,13 +225,15 @@ fn run_one(
             let at = control.start_frame(frame);
             if let Outcome::Play(note) = score.map(&arrival.event, at as f64 / sr) {
                 if control.play(&note, frame).is_ok() {
+                    let queued = Instant::now();
                     // An ASAP note starts in the first callback that begins once it is
                     // in the queue.
                     let start = match start {
-                        Start::Asap(_) => Start::Asap(Instant::now()),
+                        Start::Asap(_) => Start::Asap(queued),
                         at => at,
                     };
                     scheduled.push((arrival.at, start));
+                    to_queue.push(queued.saturating_duration_since(arrival.at));
                 }
             }
         }
@@ -283,6 +297,7 @@ fn run_one(
         scheduling_latency_ms: latency as f64 / sr * 1e3,
         bus_lookahead_ms: lookahead as f64 / sr * 1e3,
         playback_jitter_us: std_dev_us(&to_playback),
+        arrival_to_queue: Timing::of(to_queue),
         arrival_to_write: Timing::of(to_write),
         arrival_to_playback: Timing::of(to_playback),
         callback_interval: Timing::of(intervals),
@@ -326,7 +341,7 @@ fn yes_no(b: bool) -> &'static str {
 pub fn table(rows: &[LatencyRow]) -> String {
     let mut s = String::from(
         "carillon bench latency: frame arrival → first audible sample (ms)\n\n\
-         buffer  notes  scheduled  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late  rt (audio/path)\n",
+         buffer  notes  scheduled  → queued: median   p99  → written: median   p99    max  → playback: median   p99    max  jitter  callback µs median/p99/max (expected)  xruns  late  rt (audio/path)\n",
     );
     let ms = |us: f64| us / 1000.0;
     for r in rows {
@@ -335,11 +350,13 @@ pub fn table(rows: &[LatencyRow]) -> String {
             _ => format!("{:.2}", r.scheduling_latency_ms),
         };
         s.push_str(&format!(
-            "{:>6} {:>3}/{:<3} {:>9} {:>15.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}  {}/{}\n",
+            "{:>6} {:>3}/{:<3} {:>9} {:>14.3} {:>6.3} {:>15.2} {:>6.2} {:>6.2} {:>18.2} {:>6.2} {:>6.2} {:>7.3}   {:.0}/{:.0}/{:.0} ({:.0}) {:>6} {:>5}  {}/{}\n",
             r.buffer_frames,
             r.notes_measured,
             r.events_sent,
             scheduled,
+            ms(r.arrival_to_queue.median_us),
+            ms(r.arrival_to_queue.p99_us),
             ms(r.arrival_to_write.median_us),
             ms(r.arrival_to_write.p99_us),
             ms(r.arrival_to_write.max_us),
