@@ -19,7 +19,12 @@
 //! second, the earliest callback of that window rather than each callback: the origin
 //! lies on that lower edge. For the same reason a stream that has moved is found again
 //! from the earliest of the callbacks that showed it moved, not from their mean, which the
-//! late ones among them would pull later.
+//! late ones among them would pull later. The loop locks on a first callback, as late as
+//! any other; its first window only finds where the on-time ones lie, moving the loop's
+//! time there without touching its rate, which a correction of that size would throw
+//! off for seconds. And what counts as a moved stream scales with how closely the
+//! windows usually keep to the loop, so that on a quiet machine an xrun that moves the
+//! stream by two samples is found within a third of a second.
 //!
 //! Everything here is arithmetic on a few `f64`s: it runs in the audio callback, so it
 //! does not allocate, lock, block or panic.
@@ -48,11 +53,19 @@ const RELOCK_MIN_NS: f64 = 500_000.0;
 /// stream has not moved, and the loop holds.) The same count of windows in a row whose
 /// earliest callback is off by more than [`STEP_NS`] shows a smaller move.
 const RELOCK_AFTER: u32 = 3;
-/// A window whose earliest callback is this far (ns, five samples at 48 kHz) from the
-/// loop's time is not the loop's scatter, a few microseconds, but a stream that moved
-/// by less than a relock's worth: a JACK server that restarts its cycle after waking
-/// late moves it by that lateness.
+/// A window whose earliest callback is further from the loop's time than its windows
+/// usually are is not the loop's scatter but a stream that moved by less than a
+/// relock's worth: a JACK server that restarts its cycle after waking late, or an xrun,
+/// moves it by a sample or a few. How far is `STEP_SCATTERS` times the windows' mean
+/// distance from the loop, within `STEP_MIN_NS` (one sample at 48 kHz) and `STEP_NS`
+/// (five), which is also where a newly locked loop starts from: on a quiet machine the
+/// earliest callbacks lie within a few microseconds of the loop, and a move of one or
+/// two samples is found in three windows, where the loop alone would take seconds.
 const STEP_NS: f64 = 100_000.0;
+const STEP_MIN_NS: f64 = 20_000.0;
+const STEP_SCATTERS: f64 = 8.0;
+/// The share of each window's distance that goes into the mean distance.
+const SCATTER_WEIGHT: f64 = 0.05;
 /// However jumbled the timestamps (a server that keeps missing its cycles), the rate is
 /// never taken further than this from nominal: real clocks are within 100 ppm, and a
 /// rate gone astray would move every origin the loop gives between relocks.
@@ -103,8 +116,14 @@ pub struct StreamClock {
     locked_at: u64,
     /// Callbacks in a row too far off to be jitter.
     late: Outliers,
-    /// Windows in a row whose earliest callback was off by more than [`STEP_NS`].
+    /// The first window after a lock is still finding where the device's on-time
+    /// callbacks lie: its earliest error moves the loop's time by all of it, and
+    /// leaves the rate alone.
+    first_window: bool,
+    /// Windows in a row whose earliest callback was off by more than the step.
     moved: Outliers,
+    /// The mean distance (ns) of the windows' earliest callbacks from the loop's time.
+    scatter_ns: f64,
     origin_ns: f64,
 }
 
@@ -122,7 +141,9 @@ impl StreamClock {
             frame_ns: period_ns,
             locked_at: 0,
             late: Outliers::default(),
+            first_window: false,
             moved: Outliers::default(),
+            scatter_ns: STEP_NS / STEP_SCATTERS,
             origin_ns: 0.0,
         }
     }
@@ -176,8 +197,11 @@ impl StreamClock {
     fn close_window(&mut self, frame: u64) {
         let error = self.window_least_ns;
         let frames = (self.next_frame - self.window_frame) as f64;
-        if error.is_finite() {
-            if error.abs() > STEP_NS {
+        if error.is_finite() && std::mem::take(&mut self.first_window) {
+            self.window_ns += error;
+        } else if error.is_finite() {
+            let step = (STEP_SCATTERS * self.scatter_ns).clamp(STEP_MIN_NS, STEP_NS);
+            if error.abs() > step {
                 if self.moved.count(error) {
                     let earliest = self.moved.earliest_ns;
                     self.relock(frame, earliest);
@@ -185,6 +209,7 @@ impl StreamClock {
                 }
             } else {
                 self.moved = Outliers::default();
+                self.scatter_ns += SCATTER_WEIGHT * (error.abs() - self.scatter_ns);
                 let settled_s = (frame - self.locked_at) as f64 * self.period_ns * 1e-9;
                 let bandwidth = (BANDWIDTH_START_HZ / (1.0 + settled_s / NARROWING_S))
                     .max(BANDWIDTH_SETTLED_HZ);
@@ -216,7 +241,10 @@ impl StreamClock {
         self.frame_ns = self.period_ns;
         self.next_frame = frame + frames as u64;
         self.locked_at = frame;
-        self.restart_at(frame, now_ns)
+        let origin = self.restart_at(frame, now_ns);
+        self.first_window = true;
+        self.scatter_ns = STEP_NS / STEP_SCATTERS;
+        origin
     }
 
     /// Open a window at the callback at `frame`, which the loop now puts at `time_ns`
@@ -522,6 +550,51 @@ mod tests {
                 after <= 1.0,
                 "{buffer} frames: {after:.2} samples from a second after a move of 150 µs"
             );
+        }
+    }
+
+    #[test]
+    fn on_a_quiet_machine_starts_land_within_half_a_sample_from_a_quarter_second_in() {
+        // The first callback, which the loop locks on, is up to 100 µs late like any
+        // other: the first window finds where the on-time ones lie, and the loop's rate
+        // is not disturbed by having been locked off them.
+        for buffer in [64, 128, 256] {
+            let run = Device {
+                jitter_ns: 100_000.0,
+                seconds: 20.0,
+                ..Device::at(buffer)
+            }
+            .run();
+            let early = spread(&run, 0.25);
+            assert!(
+                early <= 0.5,
+                "{buffer} frames: starts wander by {early:.2} samples from 0.25 s"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_moved_by_two_or_three_samples_is_followed_within_a_second() {
+        // An xrun, or a JACK server taking up its cycle from a late wake-up, that moves
+        // the stream by a few samples: on a quiet machine, more than the windows'
+        // scatter. (A move of one sample is within the step's floor, and the loop
+        // itself follows it.)
+        for buffer in [64, 256] {
+            for samples in [2.0, 3.0] {
+                let run = Device {
+                    jitter_ns: 100_000.0,
+                    stall_at_s: Some(20.0),
+                    stall_ns: samples * PERIOD_NS,
+                    seconds: 30.0,
+                    ..Device::at(buffer)
+                }
+                .run();
+                let after = spread(&run, 21.0);
+                assert!(
+                    after <= 0.5,
+                    "{buffer} frames: {after:.2} samples from a second after a move of {samples} samples"
+                );
+            }
         }
     }
 
