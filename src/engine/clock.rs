@@ -51,7 +51,8 @@ const RELOCK_MIN_NS: f64 = 500_000.0;
 /// starts afresh. (A callback that was merely late is followed by others in quick
 /// succession, each with a smaller error, as the device's buffer is refilled: the
 /// stream has not moved, and the loop holds.) The same count of windows in a row whose
-/// earliest callback is off by more than [`STEP_NS`] shows a smaller move.
+/// earliest callback is off by more than the step (see [`STEP_NS`]) shows a smaller
+/// move.
 const RELOCK_AFTER: u32 = 3;
 /// A window whose earliest callback is further from the loop's time than its windows
 /// usually are is not the loop's scatter but a stream that moved by less than a
@@ -59,8 +60,8 @@ const RELOCK_AFTER: u32 = 3;
 /// moves it by a sample or a few. How far is `STEP_SCATTERS` times the windows' mean
 /// distance from the loop, within `STEP_MIN_NS` (one sample at 48 kHz) and `STEP_NS`
 /// (five), which is also where a newly locked loop starts from: on a quiet machine the
-/// earliest callbacks lie within a few microseconds of the loop, and a move of one or
-/// two samples is found in three windows, where the loop alone would take seconds.
+/// earliest callbacks lie within a few microseconds of the loop, and a move of two
+/// samples is found in three windows, where the loop alone would take seconds.
 const STEP_NS: f64 = 100_000.0;
 const STEP_MIN_NS: f64 = 20_000.0;
 const STEP_SCATTERS: f64 = 8.0;
