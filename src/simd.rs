@@ -7,7 +7,7 @@
 //! Celeron-class machines a venue might leave it on often do not, and a binary built
 //! for AVX2 would stop there on an illegal instruction. So the few loops where the time
 //! goes (the célesta's voices, the mix, the reverb, the limiter) are compiled twice by
-//! [`dispatch_by_width!`], and each part takes the wider copy when the CPU has it.
+//! `dispatch_by_width!` (below), and each part takes the wider copy when the CPU has it.
 //!
 //! Both copies compute the same values to the bit: Rust neither fuses a multiply with
 //! an add nor reorders a sum unless the code says so, so a wider vector changes how

@@ -206,9 +206,9 @@ impl Supervisor {
     }
 
     /// Open the device again after [`Supervisor::suspend`], and wait (at most
-    /// [`RESUME_WAIT`]) for its first callback, so that the stream clock is running
-    /// when this returns. On failure the device is lost, and reopened as any lost
-    /// device is. Returns whether it plays.
+    /// `RESUME_WAIT`, half a second) for its first callback, so that the stream clock
+    /// is running when this returns. On failure the device is lost, and reopened as
+    /// any lost device is. Returns whether it plays.
     pub fn resume(&mut self, control: &mut ControlHalf) -> bool {
         if self.state != DeviceState::Suspended {
             return self.state == DeviceState::Playing;
