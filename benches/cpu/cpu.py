@@ -20,6 +20,9 @@ real-time priority. The corpus must sit at ../shared/corpus beside the repositor
 """
 import json, os, subprocess, sys, time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from jackd import dummy_server  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, '..', '..', '..', 'shared', 'corpus', 'wikimon')
 binary, outdir = sys.argv[1], sys.argv[2]
@@ -65,13 +68,7 @@ def measure(label, proc, wait):
             print(f'    {name:28} {share:.2f} %')
 
 
-server = 'cpu%d' % os.getpid()
-jack = subprocess.Popen(['jackd', '-n', server, '-R', '-d', 'dummy', '-r', '48000', '-p', str(period)],
-                        stdout=open(os.path.join(outdir, 'jackd.log'), 'w'), stderr=subprocess.STDOUT)
-env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER='1')
-try:
-    subprocess.run(['jack_wait', '-w', '-t', '10'], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+with dummy_server('cpu%d' % os.getpid(), period, os.path.join(outdir, 'jackd.log')) as env:
     if 'floor' in only:
         p = subprocess.Popen(['jack_simple_client'], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
@@ -98,6 +95,3 @@ try:
                              stderr=subprocess.STDOUT)
         measure(f'silence (from {quiet:.0f} s after the last edit)', p, 4 + quiet)
         p.terminate(); p.wait()
-finally:
-    jack.terminate()
-    jack.wait()

@@ -30,6 +30,9 @@ Needs jackd (run as root for -R), libasound2-plugins (ALSA's jack plugin), pytho
 """
 import base64, hashlib, json, os, shutil, socket, statistics, struct, subprocess, sys, threading, time, wave
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from jackd import dummy_server  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 binary, outdir = sys.argv[1], sys.argv[2]
 args = dict(zip(sys.argv[3::2], sys.argv[4::2]))
@@ -48,18 +51,12 @@ open(celesta, 'w').write('\n'.join('max_duration_s = 0.3' if l.startswith('max_d
 config = os.path.join(outdir, 'ticks.toml')
 open(config, 'w').write(f'[engine]\ninstruments_dir = "{inst}"\n[engine.reverb]\nwet = 0.0\n[engine.density]\nenabled = false\n')
 
-server = 'ticks%d' % os.getpid()
-jack = subprocess.Popen(['jackd', '-n', server, '-R', '-d', 'dummy', '-r', '48000', '-p', str(period)],
-                        stdout=open(os.path.join(outdir, 'jackd.log'), 'w'), stderr=subprocess.STDOUT)
-env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER='1')
-subprocess.run(['jack_wait', '-w', '-t', '10'], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 wav = os.path.join(outdir, 'played.wav')
 conf = os.path.join(outdir, 'asound.conf')
 open(conf, 'w').write('''pcm.!default { type plug slave { pcm "tap" format S16_LE rate 48000 channels 2 } }
 pcm.tap { type file slave.pcm "j" file "%s" format "wav" }
 pcm.j { type plug slave.pcm { type jack playback_ports { 0 system:playback_1 1 system:playback_2 } } }
 ''' % wav)
-env['ALSA_CONFIG_PATH'] = conf
 
 edit = json.dumps({"action": "edit", "change_size": 40, "page_title": "Tick", "ns": "Main", "user": "t",
                    "is_anon": False, "is_bot": False, "is_minor": False, "is_new": False, "url": "", "summary": ""}).encode()
@@ -123,14 +120,14 @@ def serve():
     conn.close()
 
 
-thread = threading.Thread(target=serve)
-thread.start()
-play = subprocess.run([binary, 'play', '--config', config, '--source', 'ws://127.0.0.1:%d/' % listener.getsockname()[1],
-                       '--duration', str(lead + ticks * 0.5 + 2.5), '--buffer-frames', str(period)],
-                      env=env, capture_output=True, text=True)
-thread.join()
-jack.terminate()
-jack.wait()
+with dummy_server('ticks%d' % os.getpid(), period, os.path.join(outdir, 'jackd.log')) as env:
+    env['ALSA_CONFIG_PATH'] = conf
+    thread = threading.Thread(target=serve)
+    thread.start()
+    play = subprocess.run([binary, 'play', '--config', config, '--source', 'ws://127.0.0.1:%d/' % listener.getsockname()[1],
+                           '--duration', str(lead + ticks * 0.5 + 2.5), '--buffer-frames', str(period)],
+                          env=env, capture_output=True, text=True)
+    thread.join()
 open(os.path.join(outdir, 'stderr.txt'), 'w').write(play.stderr)
 
 with wave.open(wav) as w:
