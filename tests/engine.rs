@@ -550,6 +550,15 @@ fn crowd(volume: f32, then: f32, width: Width) -> Vec<f32> {
     all
 }
 
+/// How many samples of two renders of the same length differ in any bit.
+fn samples_differing(a: &[f32], b: &[f32]) -> usize {
+    assert_eq!(a.len(), b.len(), "renders of different lengths");
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.to_bits() != y.to_bits())
+        .count()
+}
+
 #[test]
 fn the_bus_sounds_the_same_to_the_bit_in_its_avx2_and_baseline_builds() {
     let wide = Width::detect();
@@ -562,11 +571,7 @@ fn the_bus_sounds_the_same_to_the_bit_in_its_avx2_and_baseline_builds() {
     let a = crowd(0.8, 0.3, wide);
     let b = crowd(0.8, 0.3, Width::Baseline);
     assert!(a.iter().any(|x| x.abs() > 0.1), "the crowd should be loud");
-    let differ = a
-        .iter()
-        .zip(&b)
-        .filter(|(x, y)| x.to_bits() != y.to_bits())
-        .count();
+    let differ = samples_differing(&a, &b);
     assert_eq!(differ, 0, "{differ} samples differ between the two builds");
 }
 
@@ -589,10 +594,6 @@ fn a_volume_change_glides_then_lands_exactly_on_its_target() {
     // …and half a second in it has arrived: the same samples as a volume that never
     // moved, to the bit (a glide left a rounding step short of 0.3 would differ).
     let late = 24_000 * 2;
-    let differ = glided[late..]
-        .iter()
-        .zip(&steady[late..])
-        .filter(|(g, s)| g.to_bits() != s.to_bits())
-        .count();
+    let differ = samples_differing(&glided[late..], &steady[late..]);
     assert_eq!(differ, 0, "{differ} samples still off the steady volume's");
 }
