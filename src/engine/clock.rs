@@ -67,6 +67,8 @@ const STEP_MIN_NS: f64 = 20_000.0;
 const STEP_SCATTERS: f64 = 8.0;
 /// The share of each window's distance that goes into the mean distance.
 const SCATTER_WEIGHT: f64 = 0.05;
+/// The mean distance a newly locked loop assumes: its step starts at `STEP_NS`.
+const SCATTER_START_NS: f64 = STEP_NS / STEP_SCATTERS;
 /// However jumbled the timestamps (a server that keeps missing its cycles), the rate is
 /// never taken further than this from nominal: real clocks are within 100 ppm, and a
 /// rate gone astray would move every origin the loop gives between relocks.
@@ -144,7 +146,7 @@ impl StreamClock {
             late: Outliers::default(),
             first_window: false,
             moved: Outliers::default(),
-            scatter_ns: STEP_NS / STEP_SCATTERS,
+            scatter_ns: SCATTER_START_NS,
             origin_ns: 0.0,
         }
     }
@@ -198,9 +200,11 @@ impl StreamClock {
     fn close_window(&mut self, frame: u64) {
         let error = self.window_least_ns;
         let frames = (self.next_frame - self.window_frame) as f64;
-        if error.is_finite() && std::mem::take(&mut self.first_window) {
+        if !error.is_finite() {
+            // Every callback of the window was an outlier: nothing to correct by.
+        } else if std::mem::take(&mut self.first_window) {
             self.window_ns += error;
-        } else if error.is_finite() {
+        } else {
             let step = (STEP_SCATTERS * self.scatter_ns).clamp(STEP_MIN_NS, STEP_NS);
             if error.abs() > step {
                 if self.moved.count(error) {
@@ -244,7 +248,7 @@ impl StreamClock {
         self.locked_at = frame;
         let origin = self.restart_at(frame, now_ns);
         self.first_window = true;
-        self.scatter_ns = STEP_NS / STEP_SCATTERS;
+        self.scatter_ns = SCATTER_START_NS;
         origin
     }
 
