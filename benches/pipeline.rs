@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use carillon::conductor::{offline_events, render_into, RenderOptions};
 use carillon::config::Config;
+use carillon::engine::limiter::Limiter;
 use carillon::engine::reverb::Reverb;
 use carillon::engine::{engine, AudioHalf, ControlHalf};
 use carillon::event::{Event, EventKind};
@@ -185,6 +186,36 @@ fn reverb_block(c: &mut Criterion) {
     }
 }
 
+/// The limiter alone on 64-frame blocks of a chord: under the ceiling, as nearly
+/// always, and over it all the time, so that it plans its gain every sub-block.
+fn limiter_block(c: &mut Criterion) {
+    let sr = 48_000.0;
+    let input: Vec<f32> = (0..48_000)
+        .map(|i| {
+            let t = i as f32 / sr as f32;
+            (std::f32::consts::TAU * 440.0 * t).sin() + (std::f32::consts::TAU * 659.3 * t).sin()
+        })
+        .collect();
+    for (name, level) in [
+        ("limiter_block_64_frames_under_the_ceiling", 0.2f32),
+        ("limiter_block_64_frames_limiting", 1.0),
+    ] {
+        let mut limiter = Limiter::new(5.0, 80.0, 0.9, sr);
+        let (mut left, mut right) = ([0.0f32; 64], [0.0f32; 64]);
+        let mut at = 0;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                for (y, x) in left.iter_mut().zip(&input[at..at + 64]) {
+                    *y = x * level;
+                }
+                right.copy_from_slice(&left);
+                at = (at + 64) % (input.len() - 64);
+                limiter.process(black_box(&mut left), black_box(&mut right));
+            })
+        });
+    }
+}
+
 /// Render options for `seconds` of audio from `spec` at `speed`, into nothing.
 fn render_options(config: &Config, spec: &str, seconds: f64, speed: f64) -> RenderOptions {
     let names = Instruments::built_in().expect("instruments").names();
@@ -279,6 +310,7 @@ criterion_group!(
     scoring,
     engine_block,
     reverb_block,
+    limiter_block,
     offline_render,
     density
 );

@@ -36,6 +36,17 @@ pub struct Limiter {
     /// Frames of silent input in a row: once they fill the look-ahead and the gain is
     /// back at 1, silence comes out of silence and there is nothing to compute.
     quiet: usize,
+    /// Sub-blocks for which a need under 1 is still in the window. While there is none
+    /// and the gain is at 1, the plan is known without making it: the gain stays at 1,
+    /// and the audio only passes through the delay. That is nearly always, under a
+    /// ceiling only the loudest moments reach.
+    pressed: usize,
+    /// Sub-blocks whose gain was planned (not passed through): for tests.
+    planned: u64,
+    /// Plan every sub-block, the pass-through never taken: for the test that compares
+    /// the two.
+    #[cfg(test)]
+    always_plan: bool,
     width: Width,
 }
 
@@ -64,6 +75,10 @@ impl Limiter {
             gain: 1.0,
             release_keep: (-1.0 / release_sub_blocks).exp() as f32,
             quiet: usize::MAX,
+            pressed: 0,
+            planned: 0,
+            #[cfg(test)]
+            always_plan: false,
             width: Width::detect(),
         }
     }
@@ -81,6 +96,7 @@ impl Limiter {
         self.needs.fill(1.0);
         self.gain = 1.0;
         self.quiet = usize::MAX;
+        self.pressed = 0;
     }
 
     /// Whether a block of silence would leave the limiter as silence and leave it as
@@ -103,7 +119,7 @@ impl Limiter {
 
     #[inline(always)]
     fn sub_block(&mut self, l: &mut [f32], r: &mut [f32]) {
-        let peak = l.iter().chain(r.iter()).fold(0.0f32, |m, x| m.max(x.abs()));
+        let peak = peak(l).max(peak(r));
         self.quiet = if peak == 0.0 {
             self.quiet.saturating_add(SUB)
         } else {
@@ -114,9 +130,13 @@ impl Limiter {
         } else {
             1.0
         };
+        if need < 1.0 {
+            // It is planned for from now until it leaves the window, once output.
+            self.pressed = self.window + 1;
+        }
         // The newest sub-block joins the window; the oldest is the one output now.
         let n = self.needs.len();
-        self.needs[(self.head + self.window) % n] = need;
+        self.needs[wrap(self.head + self.window, n)] = need;
         if self.window > 0 {
             for i in 0..SUB {
                 let p = self.pos + i;
@@ -128,18 +148,41 @@ impl Limiter {
                 self.pos = 0;
             }
         }
+        #[cfg(test)]
+        let pass_through = !self.always_plan && self.pressed == 0 && self.gain == 1.0;
+        #[cfg(not(test))]
+        let pass_through = self.pressed == 0 && self.gain == 1.0;
+        if !pass_through {
+            self.plan(l, r);
+            self.pressed = self.pressed.saturating_sub(1);
+        }
+        self.head = wrap(self.head + 1, n);
+    }
+
+    /// Move the gain over the sub-block being output, and apply it. With every need in
+    /// the window at 1 and the gain at 1 this would keep the gain at exactly 1 and
+    /// change no sample, which is why [`Limiter::sub_block`] may skip it.
+    #[inline(always)]
+    fn plan(&mut self, l: &mut [f32], r: &mut [f32]) {
+        self.planned += 1;
+        let n = self.needs.len();
         let now = self.needs[self.head];
         // Without look-ahead the gain can only drop at once; with it, the previous
         // sub-block already brought it down to at most `now`.
         let start = self.gain.min(now);
-        let mut end = (1.0 - (1.0 - start) * self.release_keep).min(now);
-        if end > 1.0 - 1e-6 {
-            // A millionth short of 1 (-0.00001 dB) is 1: the release ends, where
-            // f32 rounding alone would take seconds more to get there.
-            end = 1.0;
+        let mut released = 1.0 - (1.0 - start) * self.release_keep;
+        if released > 1.0 - 1e-6 || released == start {
+            // A millionth short of 1 (-0.00001 dB) is 1: the release ends, where f32
+            // rounding alone would take seconds more to get there, or never: each step
+            // is rounded back to where it was once it is under half of 1's spacing
+            // (with a 100 ms release, 9e-6 short of 1). Left there, the limiter would
+            // plan every sub-block for good and never let the bus sleep; it lands, by
+            // an inaudible step (under -80 dB for releases up to a second).
+            released = 1.0;
         }
+        let mut end = released.min(now);
         for i in 1..=self.window {
-            let need = self.needs[(self.head + i) % n];
+            let need = self.needs[wrap(self.head + i, n)];
             if need < start {
                 // A straight descent reaching `need` in `i` sub-blocks.
                 end = end.min(start + (need - start) / i as f32);
@@ -155,8 +198,31 @@ impl Limiter {
             *b *= gain;
         }
         self.gain = end;
-        self.head = (self.head + 1) % n;
     }
+}
+
+/// `i` (under `2 n`) brought into `0..n`: a comparison, where `%` divides.
+#[inline(always)]
+fn wrap(i: usize, n: usize) -> usize {
+    if i >= n {
+        i - n
+    } else {
+        i
+    }
+}
+
+/// The largest magnitude in `x`. Over finite floats the order of magnitudes is the
+/// order of their bits less the sign, and an integer maximum vectorizes where a float
+/// one (bound to NaN's rules) does not. (A NaN needs no care here: the engine resets a
+/// bus that turns non-finite, limiter and all, right after it.)
+#[inline(always)]
+fn peak(x: &[f32]) -> f32 {
+    f32::from_bits(
+        x.iter()
+            .map(|s| s.to_bits() & 0x7fff_ffff)
+            .max()
+            .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -269,5 +335,77 @@ mod tests {
         // 300 ms after the peak (three time constants), the tone is back near its level.
         let later = out[peak_at + 14_400];
         assert!(later > 0.38, "the gain has not recovered: {later}");
+    }
+
+    #[test]
+    fn passing_audio_through_unplanned_changes_no_sample_of_the_planned_result() {
+        // Bursts under the ceiling for four seconds, three over it in the first half
+        // second, through look-aheads of 5, 1 and 0 ms and releases from 5 to 120 ms:
+        // skipping the plan, once the gain is back at 1, must be invisible.
+        for (attack_ms, release_ms) in [(5.0, 80.0), (1.0, 20.0), (0.0, 120.0), (5.0, 5.0)] {
+            for seed in 0..4 {
+                let mut signal: Vec<f32> = bursts(seed, 192_000).iter().map(|x| x * 0.11).collect();
+                for at in [2_000, 9_000, 20_000] {
+                    for x in &mut signal[at..at + 300] {
+                        *x *= 20.0;
+                    }
+                }
+                let mut skipping = Limiter::new(attack_ms, release_ms, 0.9, SR);
+                let mut planning = Limiter::new(attack_ms, release_ms, 0.9, SR);
+                planning.always_plan = true;
+                let (a, b) = (limit(&mut skipping, &signal), limit(&mut planning, &signal));
+                assert!(
+                    skipping.planned > 0 && skipping.planned < planning.planned / 2,
+                    "attack {attack_ms} ms, release {release_ms} ms, seed {seed}: planned {} \
+                     of {} sub-blocks, where it limits only in the first two seconds",
+                    skipping.planned,
+                    planning.planned
+                );
+                let peak = |x: &[f32]| x.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+                assert!(peak(&signal) > 1.5 && peak(&a) <= 0.9 * (1.0 + 1e-6));
+                let differ = crate::simd::tests::samples_differing(&a, &b);
+                assert_eq!(
+                    differ, 0,
+                    "attack {attack_ms} ms, release {release_ms} ms, seed {seed}: \
+                     {differ} samples differ"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn audio_under_the_ceiling_is_never_planned() {
+        let mut limiter = Limiter::new(5.0, 100.0, 0.9, SR);
+        let tone: Vec<f32> = (0..48_000)
+            .map(|i| 0.85 * (i as f32 * 0.05).sin())
+            .collect();
+        limit(&mut limiter, &tone);
+        assert_eq!(
+            limiter.planned, 0,
+            "a second just under the ceiling was planned"
+        );
+        // One loud sub-block: planned while in the window, then while the gain
+        // recovers (from 0.5, to within a millionth of 1: 13 time constants, 1.3 s),
+        // then not again.
+        let mut signal: Vec<f32> = tone.iter().chain(&tone).copied().collect();
+        signal[1600..1616].fill(1.8);
+        limit(&mut limiter, &signal);
+        let after_peak = limiter.planned;
+        assert!(
+            after_peak > 15,
+            "only {after_peak} sub-blocks planned around a peak"
+        );
+        limit(&mut limiter, &tone);
+        assert_eq!(
+            limiter.planned, after_peak,
+            "planned long after the peak had gone"
+        );
+        assert_eq!(limiter.gain, 1.0);
+        // And once silence fills the look-ahead, the limiter has nothing left to do.
+        limit(&mut limiter, &[0.0; 512]);
+        assert!(
+            limiter.idle(),
+            "silence after a limited peak leaves the limiter busy"
+        );
     }
 }
