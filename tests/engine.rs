@@ -519,10 +519,41 @@ fn after_a_note_and_its_reverb_tail_the_engine_sleeps_and_cuts_nothing_audible()
     );
 }
 
+#[test]
+fn after_a_crowd_loud_enough_to_be_limited_the_engine_still_sleeps() {
+    // The limiter brings its gain back to 1 after the crowd; were it to stop short
+    // (f32 rounding freezes a slow release a few millionths under 1), it would never
+    // be idle again, and neither would the engine.
+    let config = Config::defaults();
+    let ceiling = config.engine.limiter.ceiling;
+    // At full volume (the volume follows the limiter), so that its peaks show it.
+    let (mut control, mut audio, crowded) = crowd_engine(1.0, 1.0, Width::detect());
+    let peak = crowded.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(
+        peak > 0.99 * ceiling,
+        "the crowd peaked at {peak}, under the ceiling {ceiling}: the limiter had nothing to do"
+    );
+    let crowd_ended = audio.clock();
+    let mut out = vec![0.0f32; 256 * 2];
+    while !audio.asleep() {
+        audio.render(&mut out, 2);
+        control.collect();
+        assert!(
+            audio.clock() - crowd_ended < 20 * SR as u64,
+            "20 s after a limited crowd the engine is still awake"
+        );
+    }
+}
+
 /// The same second of a crowd of notes (all three instruments, loud enough for the
 /// limiter to work) from an engine at `volume`, whose volume is then set to `then`;
 /// the mix, reverb and limiter at `width`.
 fn crowd(volume: f32, then: f32, width: Width) -> Vec<f32> {
+    crowd_engine(volume, then, width).2
+}
+
+/// [`crowd`], and the engine that played it.
+fn crowd_engine(volume: f32, then: f32, width: Width) -> (ControlHalf, AudioHalf, Vec<f32>) {
     let mut config = Config::defaults();
     config.engine.volume = volume;
     let (mut control, mut audio) = engine(
@@ -547,7 +578,7 @@ fn crowd(volume: f32, then: f32, width: Width) -> Vec<f32> {
         control.collect();
         all.extend_from_slice(&out);
     }
-    all
+    (control, audio, all)
 }
 
 /// How many samples of two renders of the same length differ in any bit.
