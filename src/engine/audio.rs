@@ -20,7 +20,7 @@ use super::clock::StreamClock;
 use super::denormals::FlushToZero;
 use super::limiter::Limiter;
 use super::reverb::Reverb;
-use super::{EngineShared, Scheduled, ASAP, BLOCK, SOUNDING};
+use super::{peak_bits, EngineShared, Scheduled, ASAP, BLOCK, SOUNDING};
 use crate::simd::{dispatch_by_width, Width};
 
 /// A voice on the audio thread.
@@ -485,18 +485,12 @@ impl AudioHalf {
     }
 }
 
-/// The largest magnitude in a block, or None if any sample is NaN or infinite. A
-/// float is NaN or infinite exactly when its bits, less the sign, are at least those of
-/// infinity, and those bits order as the magnitudes do; the largest of them tells for
-/// the whole slice, and an integer maximum vectorizes (a float sum, bound to its order,
-/// would not, and cost a fifth of the engine's time at 256 voices).
+/// The largest magnitude in a block, or None if any sample is NaN or infinite (see
+/// [`peak_bits`]; computed at every voice's every block, a float sum's way of telling
+/// cost a fifth of the engine's time at 256 voices).
 #[inline(always)]
 fn peak_if_finite(samples: &[f32]) -> Option<f32> {
-    let bits = samples
-        .iter()
-        .map(|s| s.to_bits() & 0x7fff_ffff)
-        .max()
-        .unwrap_or(0);
+    let bits = peak_bits(samples);
     (bits < 0x7f80_0000).then(|| f32::from_bits(bits))
 }
 

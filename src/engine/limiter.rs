@@ -12,6 +12,7 @@
 //! It replaced fundsp's `limiter_stereo`, which keeps a sliding maximum and a follower
 //! per sample and cost as much as the reverb. Allocates only in [`Limiter::new`].
 
+use super::peak_bits;
 use crate::simd::{dispatch_by_width, Width};
 
 /// Frames per sub-block: the limiter's gain resolution.
@@ -148,10 +149,9 @@ impl Limiter {
                 self.pos = 0;
             }
         }
-        #[cfg(test)]
-        let pass_through = !self.always_plan && self.pressed == 0 && self.gain == 1.0;
-        #[cfg(not(test))]
         let pass_through = self.pressed == 0 && self.gain == 1.0;
+        #[cfg(test)]
+        let pass_through = pass_through && !self.always_plan;
         if !pass_through {
             self.plan(l, r);
             self.pressed = self.pressed.saturating_sub(1);
@@ -211,18 +211,11 @@ fn wrap(i: usize, n: usize) -> usize {
     }
 }
 
-/// The largest magnitude in `x`. Over finite floats the order of magnitudes is the
-/// order of their bits less the sign, and an integer maximum vectorizes where a float
-/// one (bound to NaN's rules) does not. (A NaN needs no care here: the engine resets a
-/// bus that turns non-finite, limiter and all, right after it.)
+/// The largest magnitude in `x` ([`peak_bits`]). A NaN needs no care here: the engine
+/// resets a bus that turns non-finite, limiter and all, right after it.
 #[inline(always)]
 fn peak(x: &[f32]) -> f32 {
-    f32::from_bits(
-        x.iter()
-            .map(|s| s.to_bits() & 0x7fff_ffff)
-            .max()
-            .unwrap_or(0),
-    )
+    f32::from_bits(peak_bits(x))
 }
 
 #[cfg(test)]
@@ -361,7 +354,6 @@ mod tests {
                     skipping.planned,
                     planning.planned
                 );
-                let peak = |x: &[f32]| x.iter().fold(0.0f32, |m, x| m.max(x.abs()));
                 assert!(peak(&signal) > 1.5 && peak(&a) <= 0.9 * (1.0 + 1e-6));
                 let differ = crate::simd::tests::samples_differing(&a, &b);
                 assert_eq!(

@@ -89,6 +89,20 @@ pub const SOUNDING: u64 = u64::MAX;
 /// audio half has not rendered yet. Such a note is never late.
 pub const ASAP: u64 = u64::MAX;
 
+/// The largest magnitude in a block, as bits: over floats, the order of their bits less
+/// the sign is the order of their magnitudes, with infinity above every number and NaN
+/// above infinity; and an integer maximum vectorizes, where a float one (bound to NaN's
+/// rules) or a float sum (bound to its order) does not. The largest tells for the whole
+/// slice: the block's peak, and whether it holds anything non-finite.
+#[inline(always)]
+pub(crate) fn peak_bits(samples: &[f32]) -> u32 {
+    samples
+        .iter()
+        .map(|s| s.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0)
+}
+
 /// A voice with its absolute start time, on its way to the audio half.
 pub struct Scheduled {
     pub voice: Voice,
