@@ -204,13 +204,30 @@ const STILL: Phasor = Phasor {
     span_sin: 0.0,
 };
 
-/// `keep^n`, from `span` (= `keep^SPAN`) when `n` is a whole span.
-#[inline(always)]
-fn decay_over(keep: f64, span: f64, n: usize) -> f64 {
-    if n == SPAN {
-        span
-    } else {
-        keep.powi(n as i32)
+/// An exponential decay's factor per sample, and over a whole [`SPAN`] (`powi` is a
+/// library call: worked out once, not every span).
+#[derive(Clone, Copy, Debug, Default)]
+struct Decay {
+    sample: f64,
+    span: f64,
+}
+
+impl Decay {
+    fn new(sample: f64) -> Self {
+        Decay {
+            sample,
+            span: sample.powi(SPAN as i32),
+        }
+    }
+
+    /// The factor over `n` samples.
+    #[inline(always)]
+    fn over(&self, n: usize) -> f64 {
+        if n == SPAN {
+            self.span
+        } else {
+            self.sample.powi(n as i32)
+        }
     }
 }
 
@@ -229,10 +246,9 @@ pub struct FmBellVoice {
     /// The carrier once its modulation is gone.
     carrier: Option<Phasor>,
     modulator: Phasor,
-    /// Modulation depth (Hz) now, its decay per sample, and that decay over a span.
+    /// Modulation depth (Hz) now, and its decay.
     depth: f64,
-    depth_keep: f64,
-    depth_keep_span: f64,
+    depth_keep: Decay,
     /// The carrier's phase deviation (cycles) summed over the samples from now on,
     /// per unit of `depth · modulator` now: 1 / (sample rate · (1 - q)), q being the
     /// modulation's complex step (its decay times its turn), as a complex number.
@@ -242,11 +258,9 @@ pub struct FmBellVoice {
     cycles_per_depth: f64,
     partial: Option<Phasor>,
     partial_env: f64,
-    partial_keep: f64,
-    partial_keep_span: f64,
+    partial_keep: Decay,
     amp: f64,
-    amp_keep: f64,
-    amp_keep_span: f64,
+    amp_keep: Decay,
     /// The sample at which the damper falls (never, without one), and the first at
     /// which it has silenced the bar.
     damp_from: u64,
@@ -270,17 +284,14 @@ impl FmBellVoice {
             carrier: None,
             modulator: Phasor::new(0.0, 0.0, 44_100.0),
             depth: 0.0,
-            depth_keep: 0.0,
-            depth_keep_span: 0.0,
+            depth_keep: Decay::default(),
             deviation: (0.0, 0.0),
             cycles_per_depth: 0.0,
             partial: None,
             partial_env: 0.0,
-            partial_keep: 0.0,
-            partial_keep_span: 0.0,
+            partial_keep: Decay::default(),
             amp: 0.0,
-            amp_keep: 0.0,
-            amp_keep_span: 0.0,
+            amp_keep: Decay::default(),
             damp_from: u64::MAX,
             damp_until: u64::MAX,
             damper: Phasor::new(0.0, 0.0, 44_100.0),
@@ -325,13 +336,13 @@ impl FmBellVoice {
         let sound = &mut out[..silent];
         match self.carrier {
             // Its modulation gone, the carrier and its decay are one phasor.
-            Some(carrier) => carrier.fill_decaying(self.amp, self.amp_keep, sound),
+            Some(carrier) => carrier.fill_decaying(self.amp, self.amp_keep.sample, sound),
             None => self.modulated_carrier(sound),
         }
         if let Some(partial) = &self.partial {
             let mut p = [0.0f32; SPAN];
             let p = &mut p[..silent];
-            partial.fill_decaying(self.partial_env, self.partial_keep, p);
+            partial.fill_decaying(self.partial_env, self.partial_keep.sample, p);
             for (y, &p) in sound.iter_mut().zip(p.iter()) {
                 *y += p;
             }
@@ -366,24 +377,19 @@ impl FmBellVoice {
     #[inline(always)]
     fn modulated_carrier(&self, out: &mut [f32]) {
         let n = out.len();
-        // z = depth · modulator now, w = z · deviation: the deviation still to come.
-        let z = (
-            self.depth * self.modulator.cos,
-            self.depth * self.modulator.sin,
-        );
-        let (d_c, d_s) = self.deviation;
-        let w = (z.0 * d_c - z.1 * d_s, z.1 * d_c + z.0 * d_s);
+        let w = self.deviation_to_come();
         // Phase before sample i: start + i · step + (w's part to come now, less at i).
         let start = self.carrier_phase + w.1;
         let start = (start - start.floor()) as f32;
         let step = (self.frequency as f64 / self.sample_rate) as f32;
         let mut to_come = [0.0f32; SPAN];
         let to_come = &mut to_come[..n];
-        self.modulator.fill_spiral(w, self.depth_keep, to_come);
+        self.modulator
+            .fill_spiral(w, self.depth_keep.sample, to_come);
         let mut amp = [0.0f32; SPAN];
         let amp = &mut amp[..n];
         // A decay alone is a spiral that does not turn.
-        STILL.fill_spiral((0.0, self.amp), self.amp_keep, amp);
+        STILL.fill_spiral((0.0, self.amp), self.amp_keep.sample, amp);
         for (i, ((y, &later), &a)) in out
             .iter_mut()
             .zip(to_come.iter())
@@ -394,13 +400,26 @@ impl FmBellVoice {
         }
     }
 
+    /// The carrier's phase deviation from all the samples from now on, as a complex
+    /// number whose imaginary part it is: `depth · modulator · deviation`. Turned and
+    /// shrunk as the modulation is, sample by sample, it is the same from any later one.
+    #[inline(always)]
+    fn deviation_to_come(&self) -> (f64, f64) {
+        let z = (
+            self.depth * self.modulator.cos,
+            self.depth * self.modulator.sin,
+        );
+        let (d_c, d_s) = self.deviation;
+        (z.0 * d_c - z.1 * d_s, z.1 * d_c + z.0 * d_s)
+    }
+
     /// The f64 state moved on by `n` samples, and what has died away let go of.
     #[inline(always)]
     fn move_on(&mut self, n: usize) {
         let sr = self.sample_rate;
         let f = self.frequency as f64;
         self.t += n as u64;
-        self.amp *= decay_over(self.amp_keep, self.amp_keep_span, n);
+        self.amp *= self.amp_keep.over(n);
         match &mut self.carrier {
             Some(carrier) => {
                 carrier.advance(n);
@@ -409,13 +428,11 @@ impl FmBellVoice {
             None => {
                 // The phase moves by n steps of its frequency and by the deviation
                 // summed over the span: what was to come then, less what is to come now.
-                let (d_c, d_s) = self.deviation;
-                let to_come = |depth: f64, m: &Phasor| depth * (m.sin * d_c + m.cos * d_s);
-                let before = to_come(self.depth, &self.modulator);
-                self.depth *= decay_over(self.depth_keep, self.depth_keep_span, n);
+                let before = self.deviation_to_come().1;
+                self.depth *= self.depth_keep.over(n);
                 self.modulator.advance(n);
                 self.modulator.renormalize();
-                let after = to_come(self.depth, &self.modulator);
+                let after = self.deviation_to_come().1;
                 let phase = self.carrier_phase + n as f64 * f / sr + before - after;
                 self.carrier_phase = phase - phase.floor();
                 if self.depth * self.cycles_per_depth < FM_GONE_CYCLES {
@@ -428,7 +445,7 @@ impl FmBellVoice {
         if let Some(partial) = &mut self.partial {
             partial.advance(n);
             partial.renormalize();
-            self.partial_env *= decay_over(self.partial_keep, self.partial_keep_span, n);
+            self.partial_env *= self.partial_keep.over(n);
             if self.partial_env < PARTIAL_GONE {
                 self.partial = None;
             }
@@ -450,21 +467,19 @@ mono_block_node!(FmBellVoice, 0x6361_7269_6265_6c6c, {
         self.carrier = None;
         self.modulator = Phasor::new(rng.next_f64(), fm, sr);
         self.depth = fm * n.mod_index as f64;
-        self.depth_keep = (-1.0 / (n.mod_decay_s as f64 * sr)).exp();
-        self.depth_keep_span = self.depth_keep.powi(SPAN as i32);
+        self.depth_keep = Decay::new((-1.0 / (n.mod_decay_s as f64 * sr)).exp());
         // 1 / (sr · (1 - q)), q = depth_keep · e^(i · the modulator's angle).
         let (q_s, q_c) = self.modulator.angle.sin_cos();
-        let (one_less_re, one_less_im) = (1.0 - self.depth_keep * q_c, -self.depth_keep * q_s);
+        let keep = self.depth_keep.sample;
+        let (one_less_re, one_less_im) = (1.0 - keep * q_c, -keep * q_s);
         let norm = sr * (one_less_re * one_less_re + one_less_im * one_less_im);
         self.deviation = (one_less_re / norm, -one_less_im / norm);
         self.cycles_per_depth = if fm > 0.0 { 1.0 / (TAU * fm) } else { 0.0 };
         self.partial = Some(Phasor::new(rng.next_f64(), f * n.partial_ratio as f64, sr));
         self.partial_env = n.partial_level as f64;
-        self.partial_keep = (-1.0 / (n.partial_decay_s as f64 * sr)).exp();
-        self.partial_keep_span = self.partial_keep.powi(SPAN as i32);
+        self.partial_keep = Decay::new((-1.0 / (n.partial_decay_s as f64 * sr)).exp());
         self.amp = 1.0;
-        self.amp_keep = (-T60_LN / (n.t60(self.frequency) as f64 * sr)).exp();
-        self.amp_keep_span = self.amp_keep.powi(SPAN as i32);
+        self.amp_keep = Decay::new((-T60_LN / (n.t60(self.frequency) as f64 * sr)).exp());
         (self.damp_from, self.damp_until) = match n.damper(self.frequency) {
             Some(d) => {
                 let from = (d.from_s as f64 * sr).round() as u64;
