@@ -20,9 +20,7 @@ use crate::ingest::{self, Arrival, Delivery, Parsed, Source};
 use crate::instrument::Instruments;
 use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceRequest};
-use crate::output::realtime::{
-    describe, event_path_priority, promote_event_path, RealtimeStatus, GRANTED,
-};
+use crate::output::realtime::{describe, event_path_priority, promote_event_path, RealtimeStatus};
 use crate::output::supervisor::{DeviceCounters, DeviceState, Supervisor};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
@@ -630,15 +628,15 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
         let reopens = counters.reopens + 1;
         if realtime_reported_for != reopens {
             if let Some(stream) = device.stream() {
-                let realtime = stream.health.realtime.get();
-                if let Some(line) = describe(realtime, opts.device.realtime_priority) {
-                    if realtime == GRANTED {
+                let realtime = &stream.health.realtime;
+                if let Some(line) = describe(realtime) {
+                    if realtime.is_realtime() {
                         tracing::info!("{line}");
                         if !event_path_promoted {
                             // The audio thread no longer waits on a busy machine; the
                             // threads that bring it its notes must not either.
                             event_path_promoted = true;
-                            let priority = event_path_priority(opts.device.realtime_priority);
+                            let priority = event_path_priority(realtime.priority());
                             let worker = Arc::new(RealtimeStatus::default());
                             if promote_event_path(runtime.handle(), priority, worker) {
                                 tracing::info!(

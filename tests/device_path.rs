@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::procfs::thread_policies;
 use support::{
     assert_callbacks_every, cents, count_clipped, expected, latency_row, nearest_csharp_pentatonic,
     onsets, peak_abs, run_carillon, run_command, spawn_carillon, spectrum_peak, wikimon_edit,
@@ -354,24 +355,6 @@ fn sigint_and_sigterm_fade_out_within_half_a_second_and_exit_cleanly() {
             "SIG{signal}: ends at {tail} after playing at {body}: not faded"
         );
     }
-}
-
-/// The scheduling policy of each thread of process `pid` (0 other, 1 FIFO, 2 RR).
-fn thread_policies(pid: u32) -> Vec<(String, u32)> {
-    let tasks = format!("/proc/{pid}/task");
-    let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("cannot list {tasks}: {e}"));
-    entries
-        .flatten()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            // Fields after the command name (which may hold spaces), in parentheses;
-            // the policy is field 41 of the whole line, the 39th after the name.
-            let (head, rest) = stat.rsplit_once(") ")?;
-            let name = head.split_once(" (")?.1.to_owned();
-            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
-            Some((name, policy))
-        })
-        .collect()
 }
 
 #[test]

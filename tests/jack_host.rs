@@ -6,6 +6,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::procfs::thread_policies;
 use support::{
     assert_callbacks_every, cents, expected, latency_row, onsets, run_carillon, spawn_carillon,
     spectrum_peak, wikimon_edit, JackServer, Step, WsServer,
@@ -63,6 +64,15 @@ fn plays_straight_into_jack_at_the_server_period() {
         "no word that the server's period is in force:\n{}",
         out.stderr
     );
+    // This server runs its clients without real-time priority: carillon says so, and
+    // leaves the event path where it is.
+    assert!(
+        out.stderr
+            .contains("the JACK server runs its clients without real-time priority"),
+        "no word that the audio thread has no real-time priority:\n{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("conductor threads"), "{}", out.stderr);
     assert_eq!(out.summary().get("notes"), 2, "{}", out.stderr);
 
     let mono = wav.mono();
@@ -88,6 +98,50 @@ fn plays_straight_into_jack_at_the_server_period() {
             "{measured:.2} Hz heard where the score plays {f:.2} Hz"
         );
     }
+}
+
+/// A server started with `-R` gives its clients' threads real-time priority itself:
+/// carillon reads what its audio thread was given, says so, and raises the two threads
+/// that bring that thread its notes (the network worker and the conductor) to match.
+/// Without them, on a busy machine, notes miss their block.
+#[test]
+fn under_a_real_time_jack_server_the_event_path_is_raised_too() {
+    let jack = JackServer::start_realtime(256);
+    let running = spawn_carillon(
+        &[
+            "play",
+            "--host",
+            "jack",
+            "--source",
+            "demo",
+            "--duration",
+            "3",
+        ],
+        &jack.env(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let policies = thread_policies(running.pid());
+    let out = running.wait(Duration::from_secs(20));
+    out.assert_success();
+    assert!(
+        out.stderr.contains("given by the JACK server"),
+        "no word of the priority the JACK server gave the audio thread:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("the network and conductor threads run with real-time priority"),
+        "the event path was not raised:\n{}",
+        out.stderr
+    );
+    // 1 is SCHED_FIFO, 2 SCHED_RR.
+    let realtime: Vec<&str> = policies
+        .iter()
+        .filter(|(_, p)| *p == 1 || *p == 2)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert!(realtime.contains(&"carillon-ingest"), "{policies:?}");
+    assert!(realtime.contains(&"carillon"), "{policies:?}");
 }
 
 #[test]

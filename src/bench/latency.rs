@@ -202,10 +202,10 @@ fn run_one(
         std::thread::sleep(Duration::from_millis(1));
     }
     let event_path = Arc::new(RealtimeStatus::default());
-    if device.health.realtime.get() == GRANTED {
+    if device.health.realtime.is_realtime() {
         promote_event_path(
             runtime.handle(),
-            event_path_priority(o.realtime_priority),
+            event_path_priority(device.health.realtime.priority()),
             event_path.clone(),
         );
     }
@@ -248,7 +248,7 @@ fn run_one(
     ));
     let xruns = device.health.xruns.load(Relaxed);
     let late = control.shared().late.load(Relaxed);
-    let realtime = device.health.realtime.get() == GRANTED;
+    let realtime = device.health.realtime.is_realtime();
     let event_path_realtime = event_path.get() == GRANTED;
     drop(device);
     while let Ok(r) = records_rx.pop() {

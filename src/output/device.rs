@@ -19,7 +19,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use thiserror::Error;
 
 use crate::engine::AudioHalf;
-use crate::output::realtime::{promote_current_thread, RealtimeStatus};
+use crate::output::realtime::{observe_current_thread, promote_current_thread, RealtimeStatus};
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
@@ -305,7 +305,10 @@ impl DeviceOutput {
         let error_health = health.clone();
         let (mut fatal_tx, fatal_errors) = rtrb::RingBuffer::<cpal::Error>::new(ERROR_QUEUE);
         let ch = channels as usize;
-        let mut realtime_priority = if is_jack(&host) {
+        // JACK sets its clients' priority itself: there the first callback only reads
+        // what it was given, so that the event path can be raised to match.
+        let mut observe_realtime = is_jack(&host);
+        let mut realtime_priority = if observe_realtime {
             0
         } else {
             request.realtime_priority
@@ -320,6 +323,10 @@ impl DeviceOutput {
                         // Once, from the audio thread itself.
                         promote_current_thread(realtime_priority, &callback_health.realtime);
                         realtime_priority = 0;
+                    }
+                    if observe_realtime {
+                        observe_current_thread(&callback_health.realtime);
+                        observe_realtime = false;
                     }
                     let at = Instant::now();
                     let first_frame = audio.clock();

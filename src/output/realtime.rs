@@ -3,39 +3,98 @@
 //! Without it, the thread that runs the device callback competes with every other
 //! thread on the machine, and on a busy machine a callback that starts late is a missed
 //! buffer (an xrun) or a note that misses its block. The device asks for it once, from
-//! the first callback, since the audio thread belongs to the audio library; the answer
-//! crosses to the control side as an atomic, and is reported there.
+//! the first callback, since the audio thread belongs to the audio library; a JACK
+//! server gives its clients' threads their priority itself, so there the first callback
+//! only reads what it was given. The answer crosses to the control side as atomics, and
+//! is reported there.
 
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
-/// What became of the request: [`NOT_ASKED`], [`GRANTED`], or the error number the
-/// system gave (positive).
+/// What became of the request: [`NOT_ASKED`], [`GRANTED`], [`GIVEN`] (with the policy
+/// and priority in force), [`SERVER_DID_NOT`], or the error number the system gave
+/// (positive).
 #[derive(Debug, Default)]
-pub struct RealtimeStatus(AtomicI32);
+pub struct RealtimeStatus {
+    status: AtomicI32,
+    policy: AtomicI32,
+    priority: AtomicI32,
+}
 
 pub const NOT_ASKED: i32 = 0;
+/// The thread asked for real-time priority and got it.
 pub const GRANTED: i32 = -1;
+/// The audio server (JACK) gave the thread real-time priority itself.
+pub const GIVEN: i32 = -2;
+/// The audio server (JACK) runs its clients' threads without real-time priority.
+pub const SERVER_DID_NOT: i32 = -3;
 
 impl RealtimeStatus {
     pub fn get(&self) -> i32 {
-        self.0.load(Relaxed)
+        self.status.load(Relaxed)
     }
 
-    fn set(&self, value: i32) {
-        self.0.store(value, Relaxed)
+    /// Whether the thread runs with real-time priority, asked for or given.
+    pub fn is_realtime(&self) -> bool {
+        matches!(self.get(), GRANTED | GIVEN)
+    }
+
+    /// The thread's real-time priority (1..=99) once it has one, 0 before.
+    pub fn priority(&self) -> i32 {
+        self.priority.load(Relaxed)
+    }
+
+    fn set(&self, value: i32, policy: i32, priority: i32) {
+        // Policy and priority first: whoever reads the status finds them (all three are
+        // written once, from the first callback).
+        self.policy.store(policy, Relaxed);
+        self.priority.store(priority, Relaxed);
+        self.status.store(value, Relaxed);
+    }
+
+    fn policy_name(&self) -> &'static str {
+        match self.policy.load(Relaxed) {
+            libc::SCHED_RR => "SCHED_RR",
+            _ => "SCHED_FIFO",
+        }
     }
 }
 
 /// Move the calling thread to `SCHED_FIFO` at `priority` (1..=99). One system call, no
 /// allocation, lock or blocking: safe to make from the audio callback.
 pub fn promote_current_thread(priority: i32, status: &RealtimeStatus) {
+    let priority = priority.clamp(1, 99);
     let param = libc::sched_param {
-        sched_priority: priority.clamp(1, 99),
+        sched_priority: priority,
     };
     // SAFETY: pthread_self() is always a valid handle of the calling thread, and
     // `param` lives across the call.
     let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
-    status.set(if rc == 0 { GRANTED } else { rc });
+    if rc == 0 {
+        status.set(GRANTED, libc::SCHED_FIFO, priority);
+    } else {
+        status.set(rc, 0, 0);
+    }
+}
+
+/// Record the real-time priority the calling thread already has (a JACK client's
+/// thread, which the server has set up): [`GIVEN`] and its priority under `SCHED_FIFO`
+/// or `SCHED_RR`, [`SERVER_DID_NOT`] otherwise. Two system calls that only
+/// read (not glibc's `pthread_getschedparam`, which takes the thread's lock): safe to
+/// make once from the audio callback.
+pub fn observe_current_thread(status: &RealtimeStatus) {
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid sched_param to fill.
+    let (policy, rc) = unsafe {
+        (
+            libc::sched_getscheduler(0),
+            libc::sched_getparam(0, &mut param),
+        )
+    };
+    if rc == 0 && (policy == libc::SCHED_FIFO || policy == libc::SCHED_RR) {
+        status.set(GIVEN, policy, param.sched_priority);
+    } else {
+        status.set(SERVER_DID_NOT, 0, 0);
+    }
 }
 
 /// The priority of the threads that carry an event from its socket to the engine's
@@ -63,12 +122,24 @@ pub fn promote_event_path(
 }
 
 /// A sentence for the log saying what became of the request.
-pub fn describe(status: i32, priority: i32) -> Option<String> {
-    match status {
+pub fn describe(status: &RealtimeStatus) -> Option<String> {
+    match status.get() {
         NOT_ASKED => None,
         GRANTED => Some(format!(
-            "the audio thread runs with real-time priority (SCHED_FIFO {priority})"
+            "the audio thread runs with real-time priority ({} {})",
+            status.policy_name(),
+            status.priority()
         )),
+        GIVEN => Some(format!(
+            "the audio thread runs with real-time priority ({} {}, given by the JACK server)",
+            status.policy_name(),
+            status.priority()
+        )),
+        SERVER_DID_NOT => Some(
+            "the JACK server runs its clients without real-time priority: on a busy machine callbacks may start late. \
+             Start it with -R (--realtime) by a user allowed real-time scheduling (an rtprio limit or CAP_SYS_NICE)"
+                .to_owned(),
+        ),
         errno => Some(format!(
             "no real-time priority for the audio thread ({}): on a busy machine callbacks may start late. \
              Allow it with an rtprio limit (e.g. `@audio - rtprio 95` in /etc/security/limits.d/) or CAP_SYS_NICE, \
@@ -84,13 +155,53 @@ mod tests {
 
     #[test]
     fn the_report_says_what_happened_and_what_to_do() {
-        assert_eq!(describe(NOT_ASKED, 70), None);
-        let granted = describe(GRANTED, 70).expect("a line");
-        assert!(granted.contains("SCHED_FIFO 70"), "{granted}");
-        let refused = describe(libc::EPERM, 70).expect("a line");
+        let status = RealtimeStatus::default();
+        assert_eq!(describe(&status), None);
+        assert!(!status.is_realtime());
+        status.set(GRANTED, libc::SCHED_FIFO, 70);
+        let granted = describe(&status).expect("a line");
+        assert!(granted.contains("(SCHED_FIFO 70)"), "{granted}");
+        assert!(status.is_realtime());
+        status.set(GIVEN, libc::SCHED_RR, 9);
+        let given = describe(&status).expect("a line");
+        assert!(
+            given.contains("SCHED_RR 9, given by the JACK server"),
+            "{given}"
+        );
+        assert!(status.is_realtime());
+        status.set(SERVER_DID_NOT, 0, 0);
+        let not = describe(&status).expect("a line");
+        assert!(not.contains("-R (--realtime)"), "{not}");
+        assert!(!status.is_realtime());
+        status.set(libc::EPERM, 0, 0);
+        let refused = describe(&status).expect("a line");
         assert!(
             refused.contains("rtprio") && refused.contains("realtime_priority = 0"),
             "{refused}"
         );
+        assert!(!status.is_realtime());
+    }
+
+    #[test]
+    fn a_thread_is_observed_with_the_policy_it_runs_under() {
+        // A test thread runs under SCHED_OTHER unless the machine says otherwise.
+        let status = RealtimeStatus::default();
+        observe_current_thread(&status);
+        // SAFETY: pid 0 names the calling thread.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(
+            policy,
+            libc::SCHED_OTHER,
+            "a test thread under another policy"
+        );
+        assert_eq!(status.get(), SERVER_DID_NOT);
+        // Promoted (as root, or with an rtprio limit), it is seen as given.
+        let asked = RealtimeStatus::default();
+        promote_current_thread(3, &asked);
+        if asked.get() == GRANTED {
+            observe_current_thread(&status);
+            assert_eq!((status.get(), status.priority()), (GIVEN, 3));
+            assert_eq!(status.policy_name(), "SCHED_FIFO");
+        }
     }
 }

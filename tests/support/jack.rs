@@ -16,13 +16,14 @@ pub const SAMPLE_RATE: u32 = 48_000;
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A running `jackd --no-realtime -d dummy` under a unique server name,
-/// stopped (by its pid) when dropped.
+/// A running `jackd --no-realtime -d dummy` (or `-R`, see [`JackServer::start_realtime`])
+/// under a unique server name, stopped (by its pid) when dropped.
 ///
 /// Clients find it through `JACK_DEFAULT_SERVER`; see [`JackServer::name`].
 pub struct JackServer {
     name: String,
     period_frames: u32,
+    realtime: bool,
     child: Child,
     startup_time: Duration,
     dir: TempDir,
@@ -37,15 +38,34 @@ impl JackServer {
     /// Panics if `jackd` or `jack_wait` is missing (naming the package), if the
     /// server exits, or if it is not ready within 10 seconds.
     pub fn start(period_frames: u32) -> JackServer {
+        Self::spawn(period_frames, false)
+    }
+
+    /// As [`JackServer::start`], with `jackd -R`: the server runs its clients' threads
+    /// with real-time priority, as a studio's does. Panics (with the server's log) if
+    /// the server could not get it: the tests must run as root, or with an rtprio limit.
+    pub fn start_realtime(period_frames: u32) -> JackServer {
+        let server = Self::spawn(period_frames, true);
+        let log = server.log();
+        assert!(
+            log.contains("starting in realtime mode") && !log.contains("Cannot use real-time"),
+            "jackd -R did not get real-time scheduling (run the tests as root, or allow \
+             rtprio): its log:\n{log}"
+        );
+        server
+    }
+
+    fn spawn(period_frames: u32, realtime: bool) -> JackServer {
         require_tool("jackd", "jackd2");
         require_tool("jack_wait", "jackd2");
         let name = unique_name("carillon");
         let dir = TempDir::new("jackd");
         let started = Instant::now();
-        let child = spawn_jackd(&name, period_frames, &dir);
+        let child = spawn_jackd(&name, period_frames, realtime, &dir);
         let mut server = JackServer {
             name,
             period_frames,
+            realtime,
             child,
             startup_time: Duration::ZERO,
             dir,
@@ -71,7 +91,7 @@ impl JackServer {
     /// and returns once it accepts clients: the instant the device is back.
     pub fn restart(&mut self) -> Instant {
         assert!(!self.is_running(), "restart a stopped server only");
-        self.child = spawn_jackd(&self.name, self.period_frames, &self.dir);
+        self.child = spawn_jackd(&self.name, self.period_frames, self.realtime, &self.dir);
         self.wait_until_ready();
         Instant::now()
     }
@@ -218,7 +238,7 @@ impl JackServer {
 
 /// Starts `jackd` with the dummy driver under `name`, its output appended to the log
 /// in `dir`.
-fn spawn_jackd(name: &str, period_frames: u32, dir: &TempDir) -> Child {
+fn spawn_jackd(name: &str, period_frames: u32, realtime: bool, dir: &TempDir) -> Child {
     let log_path = dir.path().join("jackd.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -229,7 +249,8 @@ fn spawn_jackd(name: &str, period_frames: u32, dir: &TempDir) -> Child {
         .try_clone()
         .unwrap_or_else(|e| panic!("cannot duplicate the handle of {}: {e}", log_path.display()));
     Command::new("jackd")
-        .args(["-n", name, "--no-realtime", "-d", "dummy"])
+        .args(["-n", name, if realtime { "-R" } else { "--no-realtime" }])
+        .args(["-d", "dummy"])
         .args(["-r", &SAMPLE_RATE.to_string()])
         .args(["-p", &period_frames.to_string()])
         .env("JACK_DEFAULT_SERVER", name)

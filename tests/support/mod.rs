@@ -15,7 +15,7 @@
 //!   into that server ([`DeviceTap`], [`write_alsa_config`]).
 //! - [`process`]: spawning the binary with a timeout guard, and its `summary:`
 //!   line ([`run_carillon`], [`RunOutput`], [`Summary`]).
-//! - [`procfs`]: a running process's CPU time and memory, from `/proc`.
+//! - [`procfs`]: a running process's CPU time, memory and threads' scheduling, from `/proc`.
 //! - [`wav`]: a WAV reader that copes with headers left unfinished by a killed
 //!   writer ([`read_wav_lenient`]).
 //! - [`bench`]: what `bench latency --json` measured ([`latency_row`]).

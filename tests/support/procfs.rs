@@ -1,4 +1,5 @@
-//! What the kernel says about a running process: its CPU time and its memory.
+//! What the kernel says about a running process: its CPU time, its memory and how its
+//! threads are scheduled.
 
 use std::time::Duration;
 
@@ -59,4 +60,22 @@ pub fn context_switches(pid: u32) -> u64 {
             .sum::<u64>();
     }
     total
+}
+
+/// The scheduling policy of each thread of process `pid` (0 other, 1 FIFO, 2 RR).
+pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let tasks = format!("/proc/{pid}/task");
+    let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("cannot list {tasks}: {e}"));
+    entries
+        .flatten()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            // Fields after the command name (which may hold spaces), in parentheses;
+            // the policy is field 41 of the whole line, the 39th after the name.
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let name = head.split_once(" (")?.1.to_owned();
+            let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
+            Some((name, policy))
+        })
+        .collect()
 }
