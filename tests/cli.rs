@@ -3,14 +3,14 @@
 mod support;
 
 use support::corpus_path;
+use support::tempdir::TempDir;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("carillon-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create a scratch folder");
-    dir.join(name)
+/// A file `name` in the test's own scratch folder (removed when the test passes).
+fn scratch(dir: &TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
 }
 
 fn carillon(args: &[&str]) -> Output {
@@ -27,11 +27,16 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
+    let dir = TempDir::new("cli");
     let source = format!(
         "replay:{}",
         corpus_path("wikimon/wikiticker-all-0600-1h.jsonl")
     );
-    let (a, b, c) = (scratch("a.wav"), scratch("b.wav"), scratch("c.wav"));
+    let (a, b, c) = (
+        scratch(&dir, "a.wav"),
+        scratch(&dir, "b.wav"),
+        scratch(&dir, "c.wav"),
+    );
     for (out, seed) in [(&a, "5"), (&b, "5"), (&c, "6")] {
         let o = carillon(&[
             "render",
@@ -62,11 +67,12 @@ fn render_of_the_same_replay_and_seed_is_bit_for_bit_identical() {
 
 #[test]
 fn render_counts_notes_of_a_real_stream() {
+    let dir = TempDir::new("cli");
     let source = format!(
         "replay:{}",
         corpus_path("wikimon/wikiticker-en-0600-1h.jsonl")
     );
-    let out = scratch("en.wav");
+    let out = scratch(&dir, "en.wav");
     let o = carillon(&[
         "render",
         "--source",
@@ -95,11 +101,12 @@ fn render_counts_notes_of_a_real_stream() {
 
 #[test]
 fn render_lists_every_note_it_played_as_csv() {
+    let dir = TempDir::new("cli");
     let source = format!(
         "replay:{}",
         corpus_path("wikimon/wikiticker-all-0600-1h.jsonl")
     );
-    let (wav, csv) = (scratch("listed.wav"), scratch("listed.csv"));
+    let (wav, csv) = (scratch(&dir, "listed.wav"), scratch(&dir, "listed.csv"));
     let o = carillon(&[
         "render",
         "--source",
@@ -166,7 +173,8 @@ fn render_lists_every_note_it_played_as_csv() {
 
 /// Run a one-second render that must fail, with `args` before the output; its stderr.
 fn failed_render(args: &[&str]) -> String {
-    let out = scratch("never.wav");
+    let dir = TempDir::new("cli");
+    let out = scratch(&dir, "never.wav");
     let mut all = vec![
         "render",
         "--duration",
@@ -182,7 +190,8 @@ fn failed_render(args: &[&str]) -> String {
 
 #[test]
 fn a_config_with_an_unknown_key_is_refused_with_file_and_line() {
-    let path = scratch("bad.toml");
+    let dir = TempDir::new("cli");
+    let path = scratch(&dir, "bad.toml");
     std::fs::write(&path, "[score]\nsteps = 24\n[engine]\npolyphonie = 12\n").expect("write");
     let err = failed_render(&[
         "--config",
@@ -252,19 +261,21 @@ fn bench_render_reports_every_voice_count_as_json() {
 }
 
 /// Write `text` to a scratch file `name`; its path.
-fn scratch_file(name: &str, text: &str) -> String {
-    let path = scratch(name);
+fn scratch_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let path = scratch(dir, name);
     std::fs::write(&path, text).expect("write a scratch file");
     path.to_str().expect("utf-8 path").to_owned()
 }
 
 #[test]
 fn a_nan_reverb_is_refused_at_its_value_and_no_wav_is_written() {
+    let dir = TempDir::new("cli");
     let config = scratch_file(
+        &dir,
         "wet.toml",
         "[engine]\nvolume = 0.5\n\n[engine.reverb]\nwet = nan\n",
     );
-    let out = scratch("wet.wav");
+    let out = scratch(&dir, "wet.wav");
     let o = carillon(&[
         "render",
         "--config",
@@ -289,7 +300,8 @@ fn a_nan_reverb_is_refused_at_its_value_and_no_wav_is_written() {
 
 #[test]
 fn a_zero_reconnection_delay_is_refused() {
-    let config = scratch_file("backoff.toml", "[source]\nbackoff_initial_ms = 0\n");
+    let dir = TempDir::new("cli");
+    let config = scratch_file(&dir, "backoff.toml", "[source]\nbackoff_initial_ms = 0\n");
     let err = failed_render(&["--config", &config, "--source", "demo"]);
     assert!(
         err.contains("backoff.toml:2:22: source.backoff_initial_ms = 0 is not allowed: expected a whole number in 100..=60000"),
@@ -298,8 +310,8 @@ fn a_zero_reconnection_delay_is_refused() {
 }
 
 /// A folder of the built-in recipes, the celesta's `mod_decay_s` set to `value`.
-fn recipes_with_mod_decay(folder: &str, value: &str) -> PathBuf {
-    let dir = scratch(folder);
+fn recipes_with_mod_decay(scratch_dir: &TempDir, folder: &str, value: &str) -> PathBuf {
+    let dir = scratch(scratch_dir, folder);
     std::fs::create_dir_all(&dir).expect("a recipe folder");
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/instruments");
     for name in ["celesta", "clavichord", "violin"] {
@@ -312,13 +324,15 @@ fn recipes_with_mod_decay(folder: &str, value: &str) -> PathBuf {
 
 #[test]
 fn a_recipe_with_a_zero_time_constant_is_refused_at_its_line() {
-    let dir = recipes_with_mod_decay("zero-decay", "0");
+    let dir = TempDir::new("cli");
+    let recipes = recipes_with_mod_decay(&dir, "zero-decay", "0");
     let config = scratch_file(
+        &dir,
         "zero-decay.toml",
         "[engine]\ninstruments_dir = \"zero-decay\"\n",
     );
     let err = failed_render(&["--config", &config, "--source", "demo"]);
-    let recipe = dir.join("celesta.toml");
+    let recipe = recipes.join("celesta.toml");
     let text = std::fs::read_to_string(&recipe).expect("the recipe");
     let line = 1 + text
         .lines()
@@ -335,9 +349,10 @@ fn a_recipe_with_a_zero_time_constant_is_refused_at_its_line() {
 
 #[test]
 fn a_removal_base_its_string_cannot_play_is_refused_not_a_panic() {
-    let config = scratch_file("csharp8.toml", "[score.removal]\nbase = \"C#8\"\n");
+    let dir = TempDir::new("cli");
+    let config = scratch_file(&dir, "csharp8.toml", "[score.removal]\nbase = \"C#8\"\n");
     // Seed 1's demo plucks a 23.7 kHz string 1.25 s in, which panicked inside fundsp.
-    let out = scratch("csharp8.wav");
+    let out = scratch(&dir, "csharp8.wav");
     let o = carillon(&[
         "render",
         "--config",
@@ -417,8 +432,10 @@ fn command_line_values_are_range_checked() {
 
 #[test]
 fn check_config_passes_the_defaults_and_a_good_file() {
+    let dir = TempDir::new("cli");
     let defaults = concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml");
     let good = scratch_file(
+        &dir,
         "good.toml",
         "[engine]\npolyphony = 32\n[engine.reverb]\nwet = 0.3\n[output]\nsample_rate = 44100\n",
     );
@@ -434,7 +451,9 @@ fn check_config_passes_the_defaults_and_a_good_file() {
 
 #[test]
 fn check_config_lists_every_problem_of_a_bad_file() {
+    let dir = TempDir::new("cli");
     let bad = scratch_file(
+        &dir,
         "bad-many.toml",
         "[source]\nbackoff_initial_ms = 0\n[engine.reverb]\nwet = nan\n[output]\nbuffer_frames = 3\n",
     );
@@ -453,13 +472,15 @@ fn check_config_lists_every_problem_of_a_bad_file() {
 
 #[test]
 fn check_config_checks_the_recipes_and_the_notes_at_the_files_rate() {
-    let dir = recipes_with_mod_decay("nan-decay", "nan");
+    let dir = TempDir::new("cli");
+    let recipes = recipes_with_mod_decay(&dir, "nan-decay", "nan");
     let bad = scratch_file(
+        &dir,
         "bad-recipes.toml",
         "[engine]\ninstruments_dir = \"nan-decay\"\n",
     );
     let err = stderr(&carillon(&["check-config", &bad]));
-    let text = std::fs::read_to_string(dir.join("celesta.toml")).expect("the recipe");
+    let text = std::fs::read_to_string(recipes.join("celesta.toml")).expect("the recipe");
     let line = 1 + text
         .lines()
         .position(|l| l.starts_with("mod_decay_s"))
@@ -471,7 +492,7 @@ fn check_config_checks_the_recipes_and_the_notes_at_the_files_rate() {
         "{err}"
     );
     // The celesta's overtone passes Nyquist at 22.05 kHz from the default register.
-    let low_rate = scratch_file("low-rate.toml", "[output]\nsample_rate = 22050\n");
+    let low_rate = scratch_file(&dir, "low-rate.toml", "[output]\nsample_rate = 22050\n");
     let o = carillon(&["check-config", &low_rate]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("celesta"), "{}", stderr(&o));
@@ -507,13 +528,14 @@ fn bench_silence_reports_each_stretch_with_and_without_flush_to_zero() {
 
 #[test]
 fn new_accounts_in_the_feeds_format_of_today_welcome_a_violin_each() {
+    let dir = TempDir::new("cli");
     // The wikimon relay reads EventStreams now and sends a new account as
     // `"action": "newusers"`: five of them, 12 s apart, between edits.
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/wikimon-newusers-today.jsonl"
     );
-    let (wav, csv) = (scratch("today.wav"), scratch("today.csv"));
+    let (wav, csv) = (scratch(&dir, "today.wav"), scratch(&dir, "today.csv"));
     let source = format!("replay:{fixture}");
     let o = carillon(&[
         "render",
