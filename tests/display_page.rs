@@ -86,6 +86,25 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
             Duration::from_secs(10),
         )
         .expect("the page connects to carillon's feed");
+    // The log's frame shows only once there is something in it.
+    let log_frame = "(() => { const shown = getComputedStyle($('log-panel')).display !== 'none'; \
+         return shown === ($('log').children.length > 0); })()"
+        .replace("$(", "document.getElementById(");
+    assert_eq!(eval(&browser, &log_frame), true, "an empty log is framed");
+    // A source's name too long for its panel (a URL, a path) wraps, and its rate
+    // stays inside the panel.
+    assert_eq!(
+        eval(
+            &browser,
+            "(() => { const li = document.querySelector('#sources li'); \
+             li.querySelector('.name').textContent = 'replay:' + 'x'.repeat(90) + '.jsonl'; \
+             const panel = document.getElementById('sources-panel').getBoundingClientRect(); \
+             const rate = li.querySelector('.rate').getBoundingClientRect(); \
+             return rate.right <= panel.right && li.getBoundingClientRect().right <= panel.right; })()"
+        ),
+        true,
+        "a long source name pushes its rate out of the panel"
+    );
     // Every bubble as it appears, with its colour: the page's own state, sampled.
     eval(
         &browser,
@@ -104,6 +123,7 @@ fn the_page_shows_what_is_heard_safely_and_its_controls_act_on_the_sound() {
     browser
         .screenshot(&dir.path().join("display-welcome.png"))
         .expect("a screenshot");
+    assert_eq!(eval(&browser, &log_frame), true, "the log is not shown");
     browser
         .wait_for("carillonDisplay.drawn >= 6", Duration::from_secs(5))
         .expect("the sixth bubble");
