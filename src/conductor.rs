@@ -20,7 +20,7 @@ use crate::ingest::{self, Arrival, Delivery, Parsed, Source};
 use crate::instrument::Instruments;
 use crate::logs::Repeated;
 use crate::output::device::{DeviceError, DeviceRequest};
-use crate::output::realtime::{describe, event_path_priority, promote_event_path, RealtimeStatus};
+use crate::output::realtime::{describe, promote_event_path, RealtimeStatus};
 use crate::output::supervisor::{DeviceCounters, DeviceState, Supervisor};
 use crate::output::wav::WavSink;
 use crate::output::FrameSink;
@@ -632,11 +632,14 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                 if let Some(line) = describe(realtime) {
                     if realtime.is_realtime() {
                         tracing::info!("{line}");
-                        if !event_path_promoted {
+                    } else {
+                        tracing::warn!("{line}");
+                    }
+                    match realtime.event_path_priority() {
+                        Some(priority) if !event_path_promoted => {
                             // The audio thread no longer waits on a busy machine; the
                             // threads that bring it its notes must not either.
                             event_path_promoted = true;
-                            let priority = event_path_priority(realtime.priority());
                             let worker = Arc::new(RealtimeStatus::default());
                             if promote_event_path(runtime.handle(), priority, worker) {
                                 tracing::info!(
@@ -644,8 +647,7 @@ pub fn play(config: &Config, instruments: Instruments, opts: &PlayOptions) -> Re
                                 );
                             }
                         }
-                    } else {
-                        tracing::warn!("{line}");
+                        _ => {}
                     }
                     realtime_reported_for = reopens;
                 }

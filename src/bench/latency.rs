@@ -22,7 +22,7 @@ use crate::config::{Config, Schedule};
 use crate::engine::{engine, ASAP};
 use crate::ingest::{self, Delivery, Source};
 use crate::output::device::{CallbackRecord, DeviceOutput, DeviceRequest};
-use crate::output::realtime::{event_path_priority, promote_event_path, RealtimeStatus, GRANTED};
+use crate::output::realtime::{promote_event_path, RealtimeStatus};
 use crate::score::{Outcome, Score};
 use crate::stats::Stats;
 
@@ -202,12 +202,8 @@ fn run_one(
         std::thread::sleep(Duration::from_millis(1));
     }
     let event_path = Arc::new(RealtimeStatus::default());
-    if device.health.realtime.is_realtime() {
-        promote_event_path(
-            runtime.handle(),
-            event_path_priority(device.health.realtime.priority()),
-            event_path.clone(),
-        );
+    if let Some(priority) = device.health.realtime.event_path_priority() {
+        promote_event_path(runtime.handle(), priority, event_path.clone());
     }
     let mut scheduled: Vec<(Instant, Start)> = Vec::with_capacity(o.events);
     let mut to_queue = Vec::with_capacity(o.events);
@@ -249,7 +245,7 @@ fn run_one(
     let xruns = device.health.xruns.load(Relaxed);
     let late = control.shared().late.load(Relaxed);
     let realtime = device.health.realtime.is_realtime();
-    let event_path_realtime = event_path.get() == GRANTED;
+    let event_path_realtime = event_path.is_realtime();
     drop(device);
     while let Ok(r) = records_rx.pop() {
         records.push(r);

@@ -3,7 +3,8 @@
 //! server with no ALSA bridge), and runs the engine's audio half in its callback.
 //!
 //! The callback does nothing but `AudioHalf::render` and atomic stores (and, at its first
-//! call, one system call asking real-time priority for its thread): it never allocates,
+//! call, one system call asking real-time priority for its thread, or under JACK, which
+//! sets its clients' priority itself, two that read it): it never allocates,
 //! locks, blocks or logs. A panic inside the engine is caught there, and the stream
 //! plays silence from then on and says so through an atomic. Device errors are counted
 //! in atomics, and those that end the stream (a lost device) are also passed, whole,

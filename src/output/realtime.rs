@@ -8,17 +8,15 @@
 //! only reads what it was given. The answer crosses to the control side as atomics, and
 //! is reported there.
 
-use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// What became of the request: [`NOT_ASKED`], [`GRANTED`], [`GIVEN`] (with the policy
-/// and priority in force), [`SERVER_DID_NOT`], or the error number the system gave
-/// (positive).
+/// What became of the audio thread's real-time priority: asked for ([`GRANTED`], or the
+/// error number the system gave, positive), or, under JACK, read from what the server
+/// gave it ([`GIVEN`], [`SERVER_DID_NOT`]); [`NOT_ASKED`] until the first callback. With
+/// the policy and priority in force, all in one atomic, so that they are always read
+/// together.
 #[derive(Debug, Default)]
-pub struct RealtimeStatus {
-    status: AtomicI32,
-    policy: AtomicI32,
-    priority: AtomicI32,
-}
+pub struct RealtimeStatus(AtomicU64);
 
 pub const NOT_ASKED: i32 = 0;
 /// The thread asked for real-time priority and got it.
@@ -28,9 +26,33 @@ pub const GIVEN: i32 = -2;
 /// The audio server (JACK) runs its clients' threads without real-time priority.
 pub const SERVER_DID_NOT: i32 = -3;
 
+/// One reading of a [`RealtimeStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reading {
+    status: i32,
+    policy: i32,
+    priority: i32,
+}
+
 impl RealtimeStatus {
+    fn read(&self) -> Reading {
+        let v = self.0.load(Relaxed);
+        Reading {
+            status: (v >> 32) as u32 as i32,
+            policy: ((v >> 8) & 0xff) as i32,
+            priority: (v & 0xff) as i32,
+        }
+    }
+
+    fn set(&self, status: i32, policy: i32, priority: i32) {
+        let v = (u64::from(status as u32) << 32)
+            | (((policy & 0xff) as u64) << 8)
+            | (priority.clamp(0, 99) as u64);
+        self.0.store(v, Relaxed);
+    }
+
     pub fn get(&self) -> i32 {
-        self.status.load(Relaxed)
+        self.read().status
     }
 
     /// Whether the thread runs with real-time priority, asked for or given.
@@ -40,22 +62,22 @@ impl RealtimeStatus {
 
     /// The thread's real-time priority (1..=99) once it has one, 0 before.
     pub fn priority(&self) -> i32 {
-        self.priority.load(Relaxed)
-    }
-
-    fn set(&self, value: i32, policy: i32, priority: i32) {
-        // Policy and priority first: whoever reads the status finds them (all three are
-        // written once, from the first callback).
-        self.policy.store(policy, Relaxed);
-        self.priority.store(priority, Relaxed);
-        self.status.store(value, Relaxed);
-    }
-
-    fn policy_name(&self) -> &'static str {
-        match self.policy.load(Relaxed) {
-            libc::SCHED_RR => "SCHED_RR",
-            _ => "SCHED_FIFO",
+        let r = self.read();
+        if matches!(r.status, GRANTED | GIVEN) {
+            r.priority
+        } else {
+            0
         }
+    }
+
+    /// The priority for the threads that carry an event from its socket to the engine's
+    /// queue, if this thread runs with real-time priority: under it, so that they never
+    /// hold up a callback, and over every ordinary process, so that a busy machine does
+    /// not make a note miss its block. `None` when there is no such priority: no
+    /// real-time priority, or the lowest one (1), which nothing can be under.
+    pub fn event_path_priority(&self) -> Option<i32> {
+        let audio = self.priority();
+        (audio > 1).then(|| (audio - 10).max(1))
     }
 }
 
@@ -90,6 +112,9 @@ pub fn observe_current_thread(status: &RealtimeStatus) {
             libc::sched_getparam(0, &mut param),
         )
     };
+    // Threads set up by PipeWire's JACK (through RTKit) carry SCHED_RESET_ON_FORK in
+    // their policy.
+    let policy = policy & !libc::SCHED_RESET_ON_FORK;
     if rc == 0 && (policy == libc::SCHED_FIFO || policy == libc::SCHED_RR) {
         status.set(GIVEN, policy, param.sched_priority);
     } else {
@@ -97,17 +122,10 @@ pub fn observe_current_thread(status: &RealtimeStatus) {
     }
 }
 
-/// The priority of the threads that carry an event from its socket to the engine's
-/// queue: under the audio thread's, so that they never hold up a callback, and over every
-/// ordinary process, so that a busy machine does not make a note miss its block.
-pub fn event_path_priority(audio_priority: i32) -> i32 {
-    (audio_priority - 10).max(1)
-}
-
 /// Move the calling thread (the conductor's) and the worker of `runtime` (which runs the
 /// sources and stamps their arrivals; the runtimes that carry events have one) to
-/// `SCHED_FIFO` at `priority`. Meant for when the audio thread got its own real-time
-/// priority: these threads spend nearly all their time waiting, and when an event comes
+/// `SCHED_FIFO` at `priority`. Meant for when the audio thread has real-time priority
+/// (asked for, or given by JACK), at [`RealtimeStatus::event_path_priority`]: these threads spend nearly all their time waiting, and when an event comes
 /// they have a few hundred microseconds to hand it on. Returns whether the calling
 /// thread was promoted; the worker's answer lands in `worker` when it has run.
 pub fn promote_event_path(
@@ -121,20 +139,23 @@ pub fn promote_event_path(
     here.get() == GRANTED
 }
 
-/// A sentence for the log saying what became of the request.
+/// A sentence for the log saying what became of the audio thread's real-time priority.
 pub fn describe(status: &RealtimeStatus) -> Option<String> {
-    match status.get() {
+    let r = status.read();
+    let policy = match r.policy {
+        libc::SCHED_RR => "SCHED_RR",
+        _ => "SCHED_FIFO",
+    };
+    let runs = |whose: &str| {
+        format!(
+            "the audio thread runs with real-time priority ({policy} {}{whose})",
+            r.priority
+        )
+    };
+    match r.status {
         NOT_ASKED => None,
-        GRANTED => Some(format!(
-            "the audio thread runs with real-time priority ({} {})",
-            status.policy_name(),
-            status.priority()
-        )),
-        GIVEN => Some(format!(
-            "the audio thread runs with real-time priority ({} {}, given by the JACK server)",
-            status.policy_name(),
-            status.priority()
-        )),
+        GRANTED => Some(runs("")),
+        GIVEN => Some(runs(", given by the JACK server")),
         SERVER_DID_NOT => Some(
             "the JACK server runs its clients without real-time priority: on a busy machine callbacks may start late. \
              Start it with -R (--realtime) by a user allowed real-time scheduling (an rtprio limit or CAP_SYS_NICE)"
@@ -158,21 +179,28 @@ mod tests {
         let status = RealtimeStatus::default();
         assert_eq!(describe(&status), None);
         assert!(!status.is_realtime());
+        assert_eq!(status.event_path_priority(), None);
         status.set(GRANTED, libc::SCHED_FIFO, 70);
         let granted = describe(&status).expect("a line");
         assert!(granted.contains("(SCHED_FIFO 70)"), "{granted}");
         assert!(status.is_realtime());
+        assert_eq!(status.event_path_priority(), Some(60));
         status.set(GIVEN, libc::SCHED_RR, 9);
         let given = describe(&status).expect("a line");
         assert!(
-            given.contains("SCHED_RR 9, given by the JACK server"),
+            given.contains("(SCHED_RR 9, given by the JACK server)"),
             "{given}"
         );
         assert!(status.is_realtime());
+        assert_eq!(status.event_path_priority(), Some(1));
+        // Nothing is under the lowest real-time priority: the event path stays put.
+        status.set(GIVEN, libc::SCHED_FIFO, 1);
+        assert_eq!(status.event_path_priority(), None);
         status.set(SERVER_DID_NOT, 0, 0);
         let not = describe(&status).expect("a line");
         assert!(not.contains("-R (--realtime)"), "{not}");
         assert!(!status.is_realtime());
+        assert_eq!(status.event_path_priority(), None);
         status.set(libc::EPERM, 0, 0);
         let refused = describe(&status).expect("a line");
         assert!(
@@ -180,28 +208,40 @@ mod tests {
             "{refused}"
         );
         assert!(!status.is_realtime());
+        assert_eq!(status.event_path_priority(), None);
     }
 
     #[test]
     fn a_thread_is_observed_with_the_policy_it_runs_under() {
-        // A test thread runs under SCHED_OTHER unless the machine says otherwise.
         let status = RealtimeStatus::default();
         observe_current_thread(&status);
-        // SAFETY: pid 0 names the calling thread.
-        let policy = unsafe { libc::sched_getscheduler(0) };
         assert_eq!(
-            policy,
-            libc::SCHED_OTHER,
-            "a test thread under another policy"
+            status.get(),
+            SERVER_DID_NOT,
+            "a test thread, under SCHED_OTHER"
         );
-        assert_eq!(status.get(), SERVER_DID_NOT);
-        // Promoted (as root, or with an rtprio limit), it is seen as given.
-        let asked = RealtimeStatus::default();
-        promote_current_thread(3, &asked);
-        if asked.get() == GRANTED {
-            observe_current_thread(&status);
-            assert_eq!((status.get(), status.priority()), (GIVEN, 3));
-            assert_eq!(status.policy_name(), "SCHED_FIFO");
-        }
+        // As PipeWire's JACK sets up its clients' threads: round-robin, and not passed on
+        // to children.
+        let param = libc::sched_param { sched_priority: 3 };
+        // SAFETY: pid 0 names the calling thread; `param` lives across the call.
+        let rc = unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_RR | libc::SCHED_RESET_ON_FORK, &param)
+        };
+        assert_eq!(
+            rc,
+            0,
+            "cannot give the test thread real-time priority ({}): run the tests as root, \
+             or with an rtprio limit",
+            std::io::Error::last_os_error()
+        );
+        observe_current_thread(&status);
+        assert_eq!(
+            status.read(),
+            Reading {
+                status: GIVEN,
+                policy: libc::SCHED_RR,
+                priority: 3
+            }
+        );
     }
 }
