@@ -62,8 +62,9 @@ pub fn context_switches(pid: u32) -> u64 {
     total
 }
 
-/// The scheduling policy of each thread of process `pid` (0 other, 1 FIFO, 2 RR).
-pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+/// Each thread of process `pid`: its id, its name and its scheduling policy (0 other,
+/// 1 FIFO, 2 RR).
+pub fn thread_policies(pid: u32) -> Vec<(u32, String, u32)> {
     let tasks = format!("/proc/{pid}/task");
     let entries = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("cannot list {tasks}: {e}"));
     entries
@@ -73,9 +74,19 @@ pub fn thread_policies(pid: u32) -> Vec<(String, u32)> {
             // Fields after the command name (which may hold spaces), in parentheses;
             // the policy is field 41 of the whole line, the 39th after the name.
             let (head, rest) = stat.rsplit_once(") ")?;
-            let name = head.split_once(" (")?.1.to_owned();
+            let (tid, name) = head.split_once(" (")?;
             let policy = rest.split_whitespace().nth(38)?.parse().ok()?;
-            Some((name, policy))
+            Some((tid.trim().parse().ok()?, name.to_owned(), policy))
         })
+        .collect()
+}
+
+/// The threads of process `pid` that run with real-time priority (`SCHED_FIFO` or
+/// `SCHED_RR`): their ids and names.
+pub fn realtime_threads(pid: u32) -> Vec<(u32, String)> {
+    thread_policies(pid)
+        .into_iter()
+        .filter(|&(_, _, policy)| policy == 1 || policy == 2)
+        .map(|(tid, name, _)| (tid, name))
         .collect()
 }
