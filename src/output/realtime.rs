@@ -5,8 +5,8 @@
 //! buffer (an xrun) or a note that misses its block. The device asks for it once, from
 //! the first callback, since the audio thread belongs to the audio library; a JACK
 //! server gives its clients' threads their priority itself, so there the first callback
-//! only reads what it was given. The answer crosses to the control side as atomics, and
-//! is reported there.
+//! only reads what it was given. The answer crosses to the control side as an atomic,
+//! and is reported there.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -125,8 +125,9 @@ pub fn observe_current_thread(status: &RealtimeStatus) {
 /// Move the calling thread (the conductor's) and the worker of `runtime` (which runs the
 /// sources and stamps their arrivals; the runtimes that carry events have one) to
 /// `SCHED_FIFO` at `priority`. Meant for when the audio thread has real-time priority
-/// (asked for, or given by JACK), at [`RealtimeStatus::event_path_priority`]: these threads spend nearly all their time waiting, and when an event comes
-/// they have a few hundred microseconds to hand it on. Returns whether the calling
+/// (asked for, or given by JACK), at [`RealtimeStatus::event_path_priority`]: these
+/// threads spend nearly all their time waiting, and when an event comes they have a few
+/// hundred microseconds to hand it on. Returns whether the calling
 /// thread was promoted; the worker's answer lands in `worker` when it has run.
 pub fn promote_event_path(
     runtime: &tokio::runtime::Handle,
