@@ -20,7 +20,7 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use thiserror::Error;
 
 use crate::engine::AudioHalf;
-use crate::output::realtime::{observe_current_thread, promote_current_thread, RealtimeStatus};
+use crate::output::realtime::{FirstCallback, RealtimeStatus};
 
 #[derive(Debug, Error)]
 pub enum DeviceError {
@@ -306,29 +306,15 @@ impl DeviceOutput {
         let error_health = health.clone();
         let (mut fatal_tx, fatal_errors) = rtrb::RingBuffer::<cpal::Error>::new(ERROR_QUEUE);
         let ch = channels as usize;
-        // JACK sets its clients' priority itself: there the first callback only reads
-        // what it was given, so that the event path can be raised to match.
-        let mut observe_realtime = is_jack(&host);
-        let mut realtime_priority = if observe_realtime {
-            0
-        } else {
-            request.realtime_priority
-        };
+        let mut first_callback = FirstCallback::new(is_jack(&host), request.realtime_priority);
         let stream = device
             .build_output_stream::<f32, _, _>(
                 config,
                 move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
                     // Everything below must not allocate: counted, for the tests to see.
                     let _watch = crate::alloc_watch::Watch::new();
-                    if realtime_priority > 0 {
-                        // Once, from the audio thread itself.
-                        promote_current_thread(realtime_priority, &callback_health.realtime);
-                        realtime_priority = 0;
-                    }
-                    if observe_realtime {
-                        observe_current_thread(&callback_health.realtime);
-                        observe_realtime = false;
-                    }
+                    // Once, from the audio thread itself.
+                    first_callback.settle(&callback_health.realtime);
                     let at = Instant::now();
                     let first_frame = audio.clock();
                     fill(&mut audio, data, ch, &callback_health.failed);

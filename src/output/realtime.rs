@@ -34,6 +34,12 @@ struct Reading {
     priority: i32,
 }
 
+impl Reading {
+    fn is_realtime(&self) -> bool {
+        matches!(self.status, GRANTED | GIVEN)
+    }
+}
+
 impl RealtimeStatus {
     fn read(&self) -> Reading {
         let v = self.0.load(Relaxed);
@@ -57,13 +63,13 @@ impl RealtimeStatus {
 
     /// Whether the thread runs with real-time priority, asked for or given.
     pub fn is_realtime(&self) -> bool {
-        matches!(self.get(), GRANTED | GIVEN)
+        self.read().is_realtime()
     }
 
     /// The thread's real-time priority (1..=99) once it has one, 0 before.
     pub fn priority(&self) -> i32 {
         let r = self.read();
-        if matches!(r.status, GRANTED | GIVEN) {
+        if r.is_realtime() {
             r.priority
         } else {
             0
@@ -103,7 +109,7 @@ pub fn promote_current_thread(priority: i32, status: &RealtimeStatus) {
 /// or `SCHED_RR`, [`SERVER_DID_NOT`] otherwise. Two system calls that only
 /// read (not glibc's `pthread_getschedparam`, which takes the thread's lock): safe to
 /// make once from the audio callback.
-pub fn observe_current_thread(status: &RealtimeStatus) {
+fn observe_current_thread(status: &RealtimeStatus) {
     let mut param = libc::sched_param { sched_priority: 0 };
     // SAFETY: pid 0 names the calling thread; `param` is a valid sched_param to fill.
     let (policy, rc) = unsafe {
@@ -119,6 +125,39 @@ pub fn observe_current_thread(status: &RealtimeStatus) {
         status.set(GIVEN, policy, param.sched_priority);
     } else {
         status.set(SERVER_DID_NOT, 0, 0);
+    }
+}
+
+/// What the audio thread's first callback does about its real-time priority: ask for
+/// it, read what the audio server gave it (JACK sets its clients' priority itself, and
+/// the event path is raised to match what it gave), or nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstCallback {
+    Ask(i32),
+    Observe,
+    Done,
+}
+
+impl FirstCallback {
+    /// Under JACK, observe; elsewhere ask for `priority`, or nothing if it is 0.
+    pub fn new(jack: bool, priority: i32) -> Self {
+        match (jack, priority) {
+            (true, _) => FirstCallback::Observe,
+            (false, 0) => FirstCallback::Done,
+            (false, p) => FirstCallback::Ask(p),
+        }
+    }
+
+    /// Carry it out into `status`, once: after that, nothing. Safe in the audio
+    /// callback (see [`promote_current_thread`], [`observe_current_thread`]).
+    #[inline]
+    pub fn settle(&mut self, status: &RealtimeStatus) {
+        match *self {
+            FirstCallback::Done => return,
+            FirstCallback::Ask(priority) => promote_current_thread(priority, status),
+            FirstCallback::Observe => observe_current_thread(status),
+        }
+        *self = FirstCallback::Done;
     }
 }
 
@@ -210,6 +249,21 @@ mod tests {
         );
         assert!(!status.is_realtime());
         assert_eq!(status.event_path_priority(), None);
+    }
+
+    #[test]
+    fn the_first_callback_asks_or_reads_as_the_host_wants_and_only_once() {
+        assert_eq!(FirstCallback::new(true, 70), FirstCallback::Observe);
+        assert_eq!(FirstCallback::new(false, 70), FirstCallback::Ask(70));
+        assert_eq!(FirstCallback::new(false, 0), FirstCallback::Done);
+        // A test thread runs under SCHED_OTHER: read as such, then left alone.
+        let status = RealtimeStatus::default();
+        let mut first = FirstCallback::Observe;
+        first.settle(&status);
+        assert_eq!((first, status.get()), (FirstCallback::Done, SERVER_DID_NOT));
+        status.set(NOT_ASKED, 0, 0);
+        first.settle(&status);
+        assert_eq!(status.get(), NOT_ASKED, "settled a second time");
     }
 
     #[test]
